@@ -8,7 +8,21 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
+use crate::util::close_signal::CloseSignal;
 use crate::util::RefinedTcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// backnd-api patch: the longest request or header line accepted (upstream had no limit, so one
+/// endless line could grow without bound).
+const MAX_LINE_BYTES: usize = 8 * 1024;
+
+/// backnd-api patch: the most header lines accepted in one request.
+const MAX_HEADERS: usize = 100;
+
+/// backnd-api patch: the most input discarded, and for how long, before closing a connection.
+const DISCARD_MAX_BYTES: usize = 1024 * 1024;
+const DISCARD_MAX_TIME: Duration = Duration::from_secs(2);
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
@@ -34,6 +48,9 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // backnd-api patch: shared with each request so a response can close the connection
+    close_signal: Arc<CloseSignal>,
 }
 
 /// Error that can happen when reading a request.
@@ -44,6 +61,8 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// backnd-api patch: a line longer than MAX_LINE_BYTES or more than MAX_HEADERS lines
+    HeadersTooLarge,
 }
 
 impl ClientConnection {
@@ -54,6 +73,7 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let close_signal = Arc::new(CloseSignal::new(read_socket.try_clone_stream().ok()));
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -65,6 +85,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            close_signal,
         }
     }
 
@@ -97,6 +118,9 @@ impl ClientConnection {
 
             prev_byte_was_cr = byte == b'\r';
 
+            if buf.len() >= MAX_LINE_BYTES {
+                return Err(IoError::new(ErrorKind::InvalidData, "header line too long"));
+            }
             buf.push(byte);
         }
     }
@@ -107,7 +131,17 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line();
+                // backnd-api patch: the previous response closed the connection, so what follows
+                // is the unread rest of its body, not a request.
+                if self.close_signal.is_closing() {
+                    self.discard_before_close();
+                    return Err(ReadError::ReadIoError(IoError::new(
+                        ErrorKind::ConnectionAborted,
+                        "connection closed by the response",
+                    )));
+                }
+                let line = line.map_err(too_large_or_io)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,11 +152,14 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line().map_err(too_large_or_io)?;
 
                     if line.is_empty() {
                         break;
                     };
+                    if headers.len() >= MAX_HEADERS {
+                        return Err(ReadError::HeadersTooLarge);
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -134,6 +171,12 @@ impl ClientConnection {
             };
 
             (method, path, version, headers)
+        };
+
+        // backnd-api patch: upstream unwrapped this, panicking when the peer had already gone.
+        let remote_addr = match self.remote_addr.as_ref() {
+            Ok(addr) => *addr,
+            Err(e) => return Err(ReadError::ReadIoError(IoError::new(e.kind(), e.to_string()))),
         };
 
         // building the writer for the request
@@ -150,9 +193,10 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            remote_addr,
             data_source,
             writer,
+            Some(self.close_signal.clone()),
         )
         .map_err(|e| {
             use crate::request;
@@ -167,6 +211,40 @@ impl ClientConnection {
         // return the request
         Ok(request)
     }
+
+    /// backnd-api patch: reads and drops what the client is still sending, within a byte and time
+    /// budget, so that closing the socket does not reset a response the client has yet to read.
+    fn discard_before_close(&mut self) {
+        let deadline = Instant::now() + DISCARD_MAX_TIME;
+        let mut discarded = 0;
+        let mut buf = [0u8; 8 * 1024];
+        while discarded < DISCARD_MAX_BYTES && Instant::now() < deadline {
+            match self.next_header_source.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    }
+}
+
+/// backnd-api patch: the answers tiny_http gives by itself carry the same FastAPI-style JSON body
+/// (`{"detail": ...}`) as every other error of the service.
+fn json_error(code: u16, detail: &str) -> crate::Response<std::io::Cursor<Vec<u8>>> {
+    crate::Response::from_data(format!("{{\"detail\":\"{}\"}}", detail).into_bytes())
+        .with_status_code(code)
+        .with_header(crate::Header {
+            field: "Content-Type".parse().expect("valid header name"),
+            value: ascii::AsciiString::from_ascii("application/json").expect("ASCII"),
+        })
+}
+
+/// backnd-api patch: tells an over-long header line from other read errors.
+fn too_large_or_io(err: IoError) -> ReadError {
+    if err.kind() == ErrorKind::InvalidData {
+        ReadError::HeadersTooLarge
+    } else {
+        ReadError::ReadIoError(err)
+    }
 }
 
 impl Iterator for ClientConnection {
@@ -175,8 +253,6 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
@@ -187,7 +263,7 @@ impl Iterator for ClientConnection {
             let rq = match self.read() {
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
+                    let response = json_error(400, "Bad Request");
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -197,7 +273,7 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::WrongHeader(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
+                    let response = json_error(400, "Bad Request");
                     response.raw_print(writer, ver, &[], false, None).ok();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
@@ -206,7 +282,7 @@ impl Iterator for ClientConnection {
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
                     // request timeout
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
+                    let response = json_error(408, "Request Timeout");
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -215,9 +291,18 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
+                    let response = json_error(417, "Expectation Failed");
                     response.raw_print(writer, ver, &[], true, None).ok();
                     return None; // TODO: should be recoverable, but needs handling in case of body
+                }
+
+                Err(ReadError::HeadersTooLarge) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = json_error(431, "Request Header Fields Too Large");
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None; // the rest of the header cannot be trusted
                 }
 
                 Err(ReadError::ReadIoError(_)) => return None,
@@ -228,10 +313,10 @@ impl Iterator for ClientConnection {
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
                 let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
+                let response = json_error(
+                    505,
+                    "This server only supports HTTP versions 1.0 and 1.1",
+                );
                 response
                     .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                     .ok();

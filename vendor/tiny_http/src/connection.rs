@@ -95,6 +95,26 @@ impl Connection {
         }
     }
 
+    /// backnd-api patch: sets both the read and the write timeout; failures are ignored because a
+    /// socket without a timeout still works, only less defensively.
+    pub(crate) fn set_timeouts(&self, timeout: std::time::Duration) {
+        let _ = self.set_read_timeout(Some(timeout));
+        let _ = match self {
+            Self::Tcp(s) => s.set_write_timeout(Some(timeout)),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_write_timeout(Some(timeout)),
+        };
+    }
+
+    /// backnd-api patch: sets the read timeout alone (used while discarding before a close).
+    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(timeout),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
         match self {
             Self::Tcp(s) => s.try_clone().map(Self::from),

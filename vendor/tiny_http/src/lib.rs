@@ -98,6 +98,7 @@ use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
+use std::io::Write as _;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -124,6 +125,19 @@ mod response;
 mod ssl;
 mod test;
 mod util;
+
+/// backnd-api patch: how long a read or write on a client socket may block. An idle keep-alive
+/// connection is closed after this long, and a peer that stops reading cannot hold a thread.
+const CONNECTION_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// backnd-api patch: the answer to a connection accepted with the last free descriptor, when
+/// none is left to serve it with.
+const NO_DESCRIPTORS_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 54\r\n\r\n\
+{\"detail\":\"Service Unavailable: too many connections\"}";
+
+/// backnd-api patch: pause after a failed accept, so a shortage of descriptors does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
 
 /// The main class of this library.
 ///
@@ -161,6 +175,7 @@ impl From<Request> for Message {
 
 // this trait is to make sure that Server implements Share and Send
 #[doc(hidden)]
+#[allow(dead_code)] // backnd-api patch: a compile-time check, never called
 trait MustBeShareDummy: Sync + Send {}
 #[doc(hidden)]
 impl MustBeShareDummy for Server {}
@@ -290,12 +305,24 @@ impl Server {
             let tasks_pool = util::TaskPool::new();
 
             log::debug!("Running accept thread");
+            let mut last_error_logged: Option<std::time::Instant> = None;
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        // backnd-api patch: bound how long a silent or stalled peer can hold a
+                        // connection thread.
+                        sock.set_timeouts(CONNECTION_IO_TIMEOUT);
                         let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                            // backnd-api patch: splitting the socket dup()s it, which fails when
+                            // the process is out of file descriptors; drop that one connection.
+                            None => match RefinedTcpStream::new(sock) {
+                                Ok(halves) => halves,
+                                Err(mut stream) => {
+                                    let _ = stream.write_all(NO_DESCRIPTORS_RESPONSE);
+                                    continue;
+                                }
+                            },
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
@@ -305,7 +332,10 @@ impl Server {
                                     Err(_) => continue,
                                 };
 
-                                RefinedTcpStream::new(sock)
+                                match RefinedTcpStream::new(sock) {
+                                    Ok(halves) => halves,
+                                    Err(_) => continue,
+                                }
                             }
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
@@ -338,10 +368,21 @@ impl Server {
                         }));
                     }
 
+                    // backnd-api patch: upstream pushed the error to `recv()` and ended this
+                    // thread, so one EMFILE stopped the server accepting for good. An accept
+                    // error concerns one pending connection or a passing shortage (descriptors,
+                    // memory), so log it (at most once a second), pause briefly so a shortage
+                    // does not spin a core, and keep accepting.
                     Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        let now = std::time::Instant::now();
+                        if last_error_logged
+                            .map_or(true, |at| now.duration_since(at) >= Duration::from_secs(1))
+                        {
+                            log::error!("Error accepting new client (still accepting): {}", e);
+                            last_error_logged = Some(now);
+                        }
+                        thread::sleep(ACCEPT_ERROR_PAUSE);
+                        continue;
                     }
                 }
             }
@@ -418,9 +459,13 @@ impl Iterator for IncomingRequests<'_> {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.close.store(true, Relaxed);
+impl Server {
+    /// backnd-api patch: stops accepting new connections while requests already received can
+    /// still be taken with `recv()` and answered, for a graceful shutdown. Idempotent.
+    pub fn stop_accepting(&self) {
+        if self.close.swap(true, Relaxed) {
+            return;
+        }
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
@@ -434,6 +479,12 @@ impl Drop for Server {
         if let Ok(stream) = maybe_stream {
             let _ = stream.shutdown(Shutdown::Both);
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_accepting();
 
         #[cfg(unix)]
         if let ListenAddr::Unix(addr) = &self.listening_addr {

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use crate::util::close_signal::CloseSignal;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -74,6 +77,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // backnd-api patch: set when the request came from a connection that can be closed early
+    close_signal: Option<Arc<CloseSignal>>,
 }
 
 struct NotifyOnDrop<R> {
@@ -135,6 +141,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    close_signal: Option<Arc<CloseSignal>>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -213,6 +220,10 @@ where
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+            let data_reader = match close_signal.clone() {
+                Some(signal) => data_reader.with_close_signal(signal),
+                None => data_reader,
+            };
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
@@ -238,6 +249,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        close_signal,
     })
 }
 
@@ -447,6 +459,9 @@ impl Request {
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
+        let close_after = response.headers().iter().any(|h| {
+            h.field.equiv("Connection") && h.value.as_str().eq_ignore_ascii_case("close")
+        });
 
         Self::ignore_client_closing_errors(response.raw_print(
             writer.by_ref(),
@@ -456,7 +471,13 @@ impl Request {
             None,
         ))?;
 
-        Self::ignore_client_closing_errors(writer.flush())
+        let flushed = Self::ignore_client_closing_errors(writer.flush());
+        if close_after {
+            if let Some(signal) = &self.close_signal {
+                signal.close_after_response();
+            }
+        }
+        flushed
     }
 
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {

@@ -255,7 +255,8 @@ where
         let header = header.into();
 
         // ignoring forbidden headers
-        if header.field.equiv("Connection")
+        // backnd-api patch: `Connection: close` is honoured (see util/close_signal.rs).
+        if (header.field.equiv("Connection") && !header.value.as_str().eq_ignore_ascii_case("close"))
             || header.field.equiv("Trailer")
             || header.field.equiv("Transfer-Encoding")
             || header.field.equiv("Upgrade")

@@ -2,6 +2,9 @@ use std::io::Read;
 use std::io::Result as IoResult;
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use crate::util::close_signal::CloseSignal;
 
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
 ///
@@ -15,6 +18,8 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    // backnd-api patch: when set and closing, the unread rest is left to the connection.
+    close_signal: Option<Arc<CloseSignal>>,
 }
 
 impl<R> EqualReader<R>
@@ -28,9 +33,16 @@ where
             reader,
             size,
             last_read_signal: tx,
+            close_signal: None,
         };
 
         (r, rx)
+    }
+
+    /// backnd-api patch: do not drain the rest on drop once `signal` says the connection closes.
+    pub(crate) fn with_close_signal(mut self, signal: Arc<CloseSignal>) -> Self {
+        self.close_signal = Some(signal);
+        self
     }
 }
 
@@ -64,12 +76,20 @@ where
     R: Read,
 {
     fn drop(&mut self) {
+        if self.close_signal.as_ref().map_or(false, |s| s.is_closing()) {
+            self.last_read_signal.send(Ok(())).ok();
+            return;
+        }
         let mut remaining_to_read = self.size;
 
+        // backnd-api patch: upstream allocated the whole unread remainder at once, so a request
+        // claiming a huge Content-Length could make the process abort on allocation.
+        let mut buf = vec![0; remaining_to_read.min(8 * 1024)];
         while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
+            let want = remaining_to_read.min(buf.len());
+            let buf = &mut buf[..want];
 
-            match self.reader.read(&mut buf) {
+            match self.reader.read(buf) {
                 Err(e) => {
                     self.last_read_signal.send(Err(e)).ok();
                     break;
@@ -79,7 +99,7 @@ where
                     break;
                 }
                 Ok(other) => {
-                    remaining_to_read -= other;
+                    remaining_to_read -= other.min(remaining_to_read);
                 }
             }
         }

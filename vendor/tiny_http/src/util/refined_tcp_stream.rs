@@ -12,12 +12,24 @@ pub(crate) enum Stream {
     Https(SslStream),
 }
 
-impl Clone for Stream {
-    fn clone(&self) -> Self {
+impl Stream {
+    /// backnd-api patch: upstream's `Clone` unwrapped `dup()`, which fails (and so panicked in
+    /// the accept thread) when the process is out of file descriptors.
+    pub(crate) fn try_clone(&self) -> IoResult<Self> {
         match self {
-            Stream::Http(tcp_stream) => Stream::Http(tcp_stream.try_clone().unwrap()),
+            Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(ssl_stream) => Stream::Https(ssl_stream.clone()),
+            Stream::Https(ssl_stream) => Ok(Stream::Https(ssl_stream.clone())),
+        }
+    }
+
+    /// backnd-api patch: used to stop writing and bound the final discard of a closing
+    /// connection.
+    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
         }
     }
 }
@@ -45,7 +57,7 @@ impl Stream {
         }
     }
 
-    fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
+    pub(crate) fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -89,13 +101,18 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    /// backnd-api patch: on failure the stream is handed back, so the caller can still answer.
+    pub(crate) fn new<S>(stream: S) -> Result<(RefinedTcpStream, RefinedTcpStream), Stream>
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
 
-        let (read, write) = (stream.clone(), stream);
+        let read = match stream.try_clone() {
+            Ok(read) => read,
+            Err(_) => return Err(stream),
+        };
+        let (read, write) = (read, stream);
 
         let read = RefinedTcpStream {
             stream: read,
@@ -109,7 +126,12 @@ impl RefinedTcpStream {
             close_write: true,
         };
 
-        (read, write)
+        Ok((read, write))
+    }
+
+    /// backnd-api patch: another handle on the same socket, for closing it from a response.
+    pub(crate) fn try_clone_stream(&self) -> IoResult<Stream> {
+        self.stream.try_clone()
     }
 
     /// Returns true if this struct wraps around a secure connection.

@@ -69,7 +69,12 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // backnd-api patch: `waiting_tasks` counts idle threads, but a woken thread stays counted
+        // until it re-takes the lock, so a burst of connections used to be queued behind threads
+        // that had already been claimed. With keep-alive clients those threads never came back
+        // and the queued connections sat unread. Queue only while an unclaimed idle thread is
+        // left; both counters change under this lock, so the comparison is exact.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
