@@ -1,0 +1,21 @@
+-- The users table exactly as the FastAPI service's SQLAlchemy models created it, so a database
+-- file written by that service opens unchanged. Applied at every start; each statement is a
+-- no-op when its object already exists, so existing data is never touched.
+CREATE TABLE IF NOT EXISTS users (
+	id INTEGER NOT NULL,
+	name VARCHAR(100) NOT NULL,
+	phone VARCHAR(32) NOT NULL,
+	image_url VARCHAR(500),
+	email VARCHAR(255) NOT NULL,
+	password_hash VARCHAR(255) NOT NULL,
+	created_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL,
+	updated_at DATETIME DEFAULT CURRENT_TIMESTAMP NOT NULL,
+	PRIMARY KEY (id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ix_users_email ON users (email);
+-- Redundant with the primary key, but SQLAlchemy created it (index=True), and keeping it makes
+-- a database we create identical to one the FastAPI service created.
+CREATE INDEX IF NOT EXISTS ix_users_id ON users (id);
+-- Ours: emails are compared without regard to case. We store them lower-cased, but rows the
+-- FastAPI service wrote may not be, so lookups go through lower(email) and this index.
+CREATE INDEX IF NOT EXISTS ix_users_email_lower ON users (lower(email));

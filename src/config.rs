@@ -1,0 +1,1322 @@
+//! Configuration: read from the environment and a `.env` file, with the FastAPI service's names.
+//!
+//! This module owns every start-up setting: which variables exist, their defaults, how each is
+//! validated, and how the process environment and `.env` are layered. It never mutates the
+//! process environment and never lets a secret (the JWT key, a database password) reach a
+//! message or `Debug` output.
+
+use std::collections::HashMap;
+use std::env::VarError;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Which database the service stores users in, parsed from `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// A SQLite file (`sqlite:///relative/path` or `sqlite:////absolute/path`).
+    Sqlite {
+        /// Path to the database file, as given (relative paths resolve against the working dir).
+        path: PathBuf,
+    },
+}
+
+/// The secret that signs and verifies access tokens.
+#[derive(Clone)]
+pub struct JwtSecret {
+    /// The key bytes.
+    pub bytes: Vec<u8>,
+    /// True when `JWT_SECRET` was unset and this secret was generated for this process only.
+    pub ephemeral: bool,
+}
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where users are stored (`DATABASE_URL`).
+    pub database: DatabaseConfig,
+    /// The token signing key (`JWT_SECRET`, or a random one for this process).
+    pub jwt_secret: JwtSecret,
+    /// The HMAC algorithm tokens are signed with (`JWT_ALGORITHM`).
+    pub jwt_algorithm: jsonwebtoken::Algorithm,
+    /// How long an access token lives, in minutes (`JWT_ACCESS_TOKEN_EXPIRE_MINUTES`).
+    pub access_token_expire_minutes: u32,
+    /// The address to listen on (`HOST`).
+    pub host: String,
+    /// The port to listen on; 0 asks the OS for a free one (`PORT`).
+    pub port: u16,
+    /// How many request-handling threads to run (`WORKERS`).
+    pub workers: usize,
+    /// The bcrypt work factor for new password hashes (`BCRYPT_COST`).
+    pub bcrypt_cost: u32,
+    /// The `env_logger` filter (`RUST_LOG`), passed through unvalidated.
+    pub log_filter: Option<String>,
+}
+
+/// A configuration value that stops start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable at fault, or `".env"` when the file itself could not be read.
+    pub variable: &'static str,
+    /// What is wrong and, where it helps, how to fix it; never contains a secret.
+    pub message: String,
+}
+
+impl std::fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtSecret(<redacted>)")
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.variable, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every variable the service reads, in the order they are checked.
+pub const VARIABLES: [&str; 9] = [
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "JWT_ALGORITHM",
+    "JWT_ACCESS_TOKEN_EXPIRE_MINUTES",
+    "HOST",
+    "PORT",
+    "WORKERS",
+    "BCRYPT_COST",
+    "RUST_LOG",
+];
+
+const DEFAULT_DATABASE_URL: &str = "sqlite:///./db.sqlite3";
+/// HS256 wants a key at least as long as its 256-bit output (RFC 7518 §3.2).
+const MIN_SECRET_BYTES: usize = 32;
+const GENERATED_SECRET_BYTES: usize = 32;
+const DEFAULT_EXPIRE_MINUTES: u32 = 60;
+/// A year: long enough for any sane token, small enough that `now + exp` can never overflow.
+const MAX_EXPIRE_MINUTES: u32 = 525_600;
+const DEFAULT_HOST: &str = "127.0.0.1";
+const DEFAULT_PORT: u16 = 8000;
+const MIN_DEFAULT_WORKERS: usize = 8;
+const MAX_WORKERS: usize = 1024;
+const DEFAULT_BCRYPT_COST: u32 = 12;
+/// The range the `bcrypt` crate (and the bcrypt format's two-digit cost field) accepts.
+const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
+
+/// SQLAlchemy spellings of SQLite that the FastAPI service's `.env` files may use.
+const SQLITE_SCHEMES: [&str; 3] = ["sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"];
+const SUPPORTED_DATABASE_URLS: &str = "use sqlite:///relative/path or sqlite:////absolute/path \
+     (the sqlite+aiosqlite:// and sqlite+pysqlite:// spellings work too)";
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl Config {
+    /// Builds the configuration from `lookup(name)`, applying defaults and validating each value.
+    ///
+    /// Values are trimmed, and an empty value counts as unset. When `JWT_SECRET` is unset a random
+    /// secret is generated and marked `ephemeral`, so tokens die with the process; the caller
+    /// should log a warning about that.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+
+        let database = DatabaseConfig::from_url(
+            get("DATABASE_URL")
+                .as_deref()
+                .unwrap_or(DEFAULT_DATABASE_URL),
+        )?;
+        let jwt_secret = match get("JWT_SECRET") {
+            Some(configured) => JwtSecret::from_configured(&configured)?,
+            None => JwtSecret::generate()?,
+        };
+        let jwt_algorithm = match get("JWT_ALGORITHM") {
+            Some(value) => parse_algorithm(&value)?,
+            None => jsonwebtoken::Algorithm::HS256,
+        };
+        let access_token_expire_minutes = match get("JWT_ACCESS_TOKEN_EXPIRE_MINUTES") {
+            Some(value) => parse_expire_minutes(&value)?,
+            None => DEFAULT_EXPIRE_MINUTES,
+        };
+        let host = match get("HOST") {
+            Some(value) => parse_host(value)?,
+            None => DEFAULT_HOST.to_owned(),
+        };
+        let port = match get("PORT") {
+            Some(value) => parse_port(&value)?,
+            None => DEFAULT_PORT,
+        };
+        let workers = match get("WORKERS") {
+            Some(value) => parse_workers(&value)?,
+            None => default_workers(),
+        };
+        let bcrypt_cost = match get("BCRYPT_COST") {
+            Some(value) => parse_bcrypt_cost(&value)?,
+            None => DEFAULT_BCRYPT_COST,
+        };
+        let log_filter = get("RUST_LOG");
+
+        Ok(Config {
+            database,
+            jwt_secret,
+            jwt_algorithm,
+            access_token_expire_minutes,
+            host,
+            port,
+            workers,
+            bcrypt_cost,
+            log_filter,
+        })
+    }
+
+    /// Reads the configuration from the process environment layered over `./.env`.
+    ///
+    /// See [`Config::from_env_and_file`] for the layering rules.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_env_and_file(Path::new(".env"))
+    }
+
+    /// Reads the configuration from the process environment layered over the dotenv file `path`.
+    ///
+    /// A non-empty process variable wins over the file; an empty one falls through to the file,
+    /// as empty means unset everywhere else. A missing file is fine; an unreadable or malformed
+    /// one is an error with variable `".env"`. Within the file the last assignment of a name
+    /// wins, as with python-dotenv. The process environment is never modified.
+    pub fn from_env_and_file(path: &Path) -> Result<Config, ConfigError> {
+        Config::from_layers(process_var, path)
+    }
+
+    fn from_layers(
+        process: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
+        dotenv_path: &Path,
+    ) -> Result<Config, ConfigError> {
+        let file = read_dotenv(dotenv_path)?;
+        let mut merged = HashMap::new();
+        for name in VARIABLES {
+            let value = process(name)?
+                .filter(|value| !value.trim().is_empty())
+                .or_else(|| file.get(name).cloned());
+            if let Some(value) = value {
+                merged.insert(name, value);
+            }
+        }
+        Config::from_lookup(|name| merged.get(name).cloned())
+    }
+}
+
+impl DatabaseConfig {
+    /// Parses a `DATABASE_URL` in one of the SQLAlchemy SQLite spellings.
+    ///
+    /// `sqlite:///relative/path` gives `relative/path`, `sqlite:////absolute/path` gives
+    /// `/absolute/path`; `sqlite+aiosqlite` and `sqlite+pysqlite` are accepted for `sqlite`, and
+    /// the scheme is case-insensitive. The one query parameter accepted is `check_same_thread`,
+    /// which the FastAPI tutorials put there and which means nothing here. In-memory databases
+    /// and SQLite `file:` URIs are refused, as is every other scheme. Messages echo the URL
+    /// only through [`redact_url`].
+    pub fn from_url(url: &str) -> Result<DatabaseConfig, ConfigError> {
+        let url = url.trim();
+        let error = |message: String| ConfigError {
+            variable: "DATABASE_URL",
+            message,
+        };
+        let shown = || quote(&redact_url(url));
+
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(error(format!(
+                "{} is not a supported database URL; {SUPPORTED_DATABASE_URLS}",
+                shown()
+            )));
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        if !SQLITE_SCHEMES.contains(&scheme.as_str()) {
+            return Err(error(format!(
+                "{} is not a supported database URL; {SUPPORTED_DATABASE_URLS}",
+                shown()
+            )));
+        }
+        if rest.is_empty() {
+            // SQLAlchemy reads a bare `sqlite://` as an in-memory database.
+            return Err(error(in_memory_refusal(&shown())));
+        }
+        let Some(path_and_query) = rest.strip_prefix('/') else {
+            return Err(error(format!(
+                "{} names a host, which SQLite has no use for; {SUPPORTED_DATABASE_URLS}",
+                shown()
+            )));
+        };
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        for parameter in query.into_iter().flat_map(|q| q.split('&')) {
+            let name = parameter.split('=').next().unwrap_or_default();
+            if !(parameter.is_empty() || name == "check_same_thread") {
+                return Err(error(format!(
+                    "query parameter {} is not supported (only check_same_thread is accepted, \
+                     and ignored)",
+                    quote(name)
+                )));
+            }
+        }
+        if path.is_empty() {
+            return Err(error(format!(
+                "{} has no database path; {SUPPORTED_DATABASE_URLS}",
+                shown()
+            )));
+        }
+        if path == ":memory:" {
+            return Err(error(in_memory_refusal(&shown())));
+        }
+        if path
+            .get(..5)
+            .is_some_and(|start| start.eq_ignore_ascii_case("file:"))
+        {
+            // SQLite opens with URI filenames enabled, so `file:` would reinterpret the path
+            // (even as `mode=memory`) behind this check's back.
+            return Err(error(format!(
+                "{} is a SQLite URI filename, which is not supported; {SUPPORTED_DATABASE_URLS}",
+                shown()
+            )));
+        }
+        Ok(DatabaseConfig::Sqlite {
+            path: PathBuf::from(path),
+        })
+    }
+}
+
+fn in_memory_refusal(shown: &str) -> String {
+    format!(
+        "{shown} is an in-memory database, which is not supported: each pooled connection would \
+         see its own empty database; {SUPPORTED_DATABASE_URLS}"
+    )
+}
+
+impl JwtSecret {
+    /// Checks a configured `JWT_SECRET` (already trimmed) and keeps its UTF-8 bytes as the key.
+    ///
+    /// The bytes are used as they are (hex is not decoded), as python-jose does, so tokens
+    /// issued by the FastAPI service with the same secret stay valid.
+    pub fn from_configured(secret: &str) -> Result<JwtSecret, ConfigError> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError {
+                variable: "JWT_SECRET",
+                message: format!(
+                    "it must be at least {MIN_SECRET_BYTES} bytes long (it is {}); make one with \
+                     `openssl rand -hex 32`",
+                    secret.len()
+                ),
+            });
+        }
+        Ok(JwtSecret {
+            bytes: secret.as_bytes().to_vec(),
+            ephemeral: false,
+        })
+    }
+
+    /// Generates a random key for this process only, marked `ephemeral`.
+    pub fn generate() -> Result<JwtSecret, ConfigError> {
+        let mut bytes = vec![0_u8; GENERATED_SECRET_BYTES];
+        getrandom::fill(&mut bytes).map_err(|err| ConfigError {
+            variable: "JWT_SECRET",
+            message: format!(
+                "it is unset and no random secret could be generated ({err}); set it, e.g. to \
+                 the output of `openssl rand -hex 32`"
+            ),
+        })?;
+        Ok(JwtSecret {
+            bytes,
+            ephemeral: true,
+        })
+    }
+}
+
+/// Returns `url` with any password replaced by `***`, for use in messages and logs.
+///
+/// Masks the userinfo password (`scheme://user:***@host`) and the value of any query parameter
+/// whose name suggests a secret (`password`, `sslpassword`, `pass`, `pwd`, `secret`, …). The
+/// userinfo password is taken to run from the first `:` after the user name to the *last* `@`,
+/// so a password holding unescaped `@`, `/` or `?` is still hidden whole; this errs towards
+/// hiding too much (say `host:***@x` for `host:5432/db?a=b@x`), never too little. Strings that
+/// are not URLs at all come back unchanged unless they look like `user:secret@host`.
+pub fn redact_url(url: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let (head, rest) = url.split_at(authority_start);
+    let mut out = String::with_capacity(url.len());
+    out.push_str(head);
+
+    let user_end = rest.find([':', '/', '@', '?', '#']).unwrap_or(rest.len());
+    let after_userinfo = match (rest[user_end..].starts_with(':'), rest.rfind('@')) {
+        (true, Some(at)) if at > user_end => {
+            out.push_str(&rest[..=user_end]);
+            out.push_str("***");
+            &rest[at..]
+        }
+        _ => rest,
+    };
+
+    match after_userinfo.split_once('?') {
+        None => out.push_str(after_userinfo),
+        Some((before, query)) => {
+            out.push_str(before);
+            out.push('?');
+            for (i, parameter) in query.split('&').enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                match parameter.split_once('=') {
+                    Some((name, _)) if looks_secret(name) => {
+                        out.push_str(name);
+                        out.push_str("=***");
+                    }
+                    _ => out.push_str(parameter),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn looks_secret(parameter_name: &str) -> bool {
+    let name = parameter_name.to_ascii_lowercase();
+    name.contains("pass") || name.contains("secret") || name == "pwd" || name.contains("token")
+}
+
+fn parse_algorithm(value: &str) -> Result<jsonwebtoken::Algorithm, ConfigError> {
+    use jsonwebtoken::Algorithm;
+    // Case-insensitive, unlike python-jose: "hs256" has only one possible meaning, and the
+    // accepted set stays HMAC-only either way.
+    [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]
+        .into_iter()
+        .find(|algorithm| format!("{algorithm:?}").eq_ignore_ascii_case(value))
+        .ok_or_else(|| ConfigError {
+            variable: "JWT_ALGORITHM",
+            message: format!(
+                "{} is not supported; use HS256, HS384 or HS512",
+                quote(value)
+            ),
+        })
+}
+
+fn parse_expire_minutes(value: &str) -> Result<u32, ConfigError> {
+    parse_in_range(value, 1..=MAX_EXPIRE_MINUTES).ok_or_else(|| ConfigError {
+        variable: "JWT_ACCESS_TOKEN_EXPIRE_MINUTES",
+        message: format!(
+            "{} is not a whole number of minutes from 1 to {MAX_EXPIRE_MINUTES} (a year)",
+            quote(value)
+        ),
+    })
+}
+
+fn parse_host(value: String) -> Result<String, ConfigError> {
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError {
+            variable: "HOST",
+            message: format!(
+                "{} is not a host name or address: it contains whitespace or control characters",
+                quote(&value)
+            ),
+        });
+    }
+    Ok(value)
+}
+
+fn parse_port(value: &str) -> Result<u16, ConfigError> {
+    value.parse::<u16>().map_err(|_| ConfigError {
+        variable: "PORT",
+        message: format!("{} is not a port number (0-65535)", quote(value)),
+    })
+}
+
+fn parse_workers(value: &str) -> Result<usize, ConfigError> {
+    parse_in_range(value, 1..=MAX_WORKERS).ok_or_else(|| ConfigError {
+        variable: "WORKERS",
+        message: format!(
+            "{} is not a worker count from 1 to {MAX_WORKERS}",
+            quote(value)
+        ),
+    })
+}
+
+fn parse_bcrypt_cost(value: &str) -> Result<u32, ConfigError> {
+    parse_in_range(value, BCRYPT_COSTS).ok_or_else(|| ConfigError {
+        variable: "BCRYPT_COST",
+        message: format!(
+            "{} is not a bcrypt cost from {} to {}",
+            quote(value),
+            BCRYPT_COSTS.start(),
+            BCRYPT_COSTS.end()
+        ),
+    })
+}
+
+fn parse_in_range<T: std::str::FromStr + PartialOrd>(
+    value: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Option<T> {
+    value
+        .parse::<T>()
+        .ok()
+        .filter(|parsed| range.contains(parsed))
+}
+
+/// Returns the default `WORKERS`: four threads per available core, at least 8, at most 1024.
+///
+/// Handlers spend most of their time in bcrypt or waiting on SQLite, so a few threads per
+/// core keep the CPU busy; the floor keeps small machines responsive while one thread hashes.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_mul(4)
+        .clamp(MIN_DEFAULT_WORKERS, MAX_WORKERS)
+}
+
+fn process_var(name: &'static str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(VarError::NotPresent) => Ok(None),
+        Err(VarError::NotUnicode(_)) => Err(ConfigError {
+            variable: name,
+            message: "the value in the process environment is not valid UTF-8".to_owned(),
+        }),
+    }
+}
+
+/// Reads a dotenv file into a map without touching the process environment.
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let env_file_error = |message: String| ConfigError {
+        variable: ".env",
+        message,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(err) => {
+            return Err(env_file_error(format!(
+                "could not read {}: {err}",
+                path.display()
+            )))
+        }
+    };
+    // Read the bytes ourselves rather than via `from_path_iter`: that one keeps a leading BOM
+    // (only `load` strips it), and having the text lets a parse error name its line.
+    let content = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
+    let mut values = HashMap::new();
+    for item in dotenvy::from_read_iter(content) {
+        match item {
+            Ok((name, value)) => {
+                values.insert(name, value);
+            }
+            Err(dotenvy::Error::LineParse(line, index)) => {
+                return Err(env_file_error(describe_malformed_line(
+                    path, content, &line, index,
+                )))
+            }
+            Err(err) => {
+                return Err(env_file_error(format!(
+                    "could not read {}: {err}",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// Says where a dotenv line is malformed without quoting it: the line may hold a secret.
+fn describe_malformed_line(path: &Path, content: &[u8], line: &str, index: usize) -> String {
+    let first_line = line.lines().next().unwrap_or_default();
+    let text = String::from_utf8_lossy(content);
+    let line_number = Some(first_line)
+        .filter(|l| !l.trim().is_empty())
+        .and_then(|l| text.find(l))
+        .map(|offset| text[..offset].matches('\n').count() + 1);
+    let name = first_line
+        .trim_start()
+        .trim_start_matches("export ")
+        .split('=')
+        .next()
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+
+    let mut message = format!("{} could not be parsed", path.display());
+    if let Some(number) = line_number {
+        message.push_str(&format!(" at line {number}"));
+    }
+    if let Some(name) = name {
+        message.push_str(&format!(" (setting {name})"));
+    }
+    if index < first_line.len() {
+        let column = first_line.get(..index).map_or(index, |s| s.chars().count()) + 1;
+        message.push_str(&format!(", column {column}"));
+    } else {
+        // dotenvy reports an error at the very end when a quote or escape never closes.
+        message.push_str(", which looks like an unterminated quote or escape");
+    }
+    message.push_str(" (the line is not shown because it may hold a secret)");
+    message
+}
+
+/// Quotes a value for a message, escaping control characters so they can't garble a terminal.
+fn quote(value: &str) -> String {
+    const MAX_SHOWN: usize = 200;
+    let shown: String = value.chars().take(MAX_SHOWN).collect();
+    let ellipsis = if shown.len() < value.len() { "…" } else { "" };
+    format!("'{}{ellipsis}'", shown.escape_debug())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::Algorithm;
+
+    const SECRET_32: &str = "0123456789abcdef0123456789abcdef";
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(lookup(pairs))
+    }
+
+    fn refusal(pairs: &[(&str, &str)]) -> ConfigError {
+        match config(pairs) {
+            Ok(config) => panic!("expected a refusal for {pairs:?}, got {config:?}"),
+            Err(err) => err,
+        }
+    }
+
+    fn sqlite_path(url: &str) -> PathBuf {
+        match DatabaseConfig::from_url(url) {
+            Ok(DatabaseConfig::Sqlite { path }) => path,
+            Err(err) => panic!("expected {url} to be accepted, got {err}"),
+        }
+    }
+
+    fn database_refusal(url: &str) -> String {
+        match DatabaseConfig::from_url(url) {
+            Ok(database) => panic!("expected {url} to be refused, got {database:?}"),
+            Err(err) => {
+                assert_eq!(err.variable, "DATABASE_URL");
+                err.to_string()
+            }
+        }
+    }
+
+    // ---- defaults ----
+
+    #[test]
+    fn every_variable_unset_gives_the_documented_defaults() {
+        let config = config(&[]).unwrap();
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Sqlite {
+                path: PathBuf::from("./db.sqlite3")
+            }
+        );
+        assert!(config.jwt_secret.ephemeral);
+        assert_eq!(config.jwt_secret.bytes.len(), 32);
+        assert_eq!(config.jwt_algorithm, Algorithm::HS256);
+        assert_eq!(config.access_token_expire_minutes, 60);
+        assert_eq!(config.host, "127.0.0.1");
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.workers, default_workers());
+        assert_eq!(config.bcrypt_cost, 12);
+        assert_eq!(config.log_filter, None);
+    }
+
+    #[test]
+    fn empty_and_blank_values_count_as_unset() {
+        let pairs: Vec<(&str, &str)> = VARIABLES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (*name, if i % 2 == 0 { "" } else { "  \t " }))
+            .collect();
+        let config = config(&pairs).unwrap();
+        assert!(config.jwt_secret.ephemeral);
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.host, "127.0.0.1");
+        assert_eq!(config.log_filter, None);
+        assert_eq!(config.access_token_expire_minutes, 60);
+    }
+
+    #[test]
+    fn default_workers_is_four_per_core_between_8_and_1024() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(default_workers(), (cores * 4).clamp(8, 1024));
+        assert!((8..=1024).contains(&default_workers()));
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_trimmed_from_every_value() {
+        let config = config(&[
+            ("DATABASE_URL", "  sqlite:///x.db \n"),
+            ("JWT_SECRET", &format!(" {SECRET_32}\t")),
+            ("JWT_ALGORITHM", " HS512 "),
+            ("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", " 30 "),
+            ("HOST", " 0.0.0.0 "),
+            ("PORT", " 9000 "),
+            ("WORKERS", " 3 "),
+            ("BCRYPT_COST", " 10 "),
+            ("RUST_LOG", " debug "),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Sqlite {
+                path: PathBuf::from("x.db")
+            }
+        );
+        assert_eq!(config.jwt_secret.bytes, SECRET_32.as_bytes());
+        assert_eq!(config.jwt_algorithm, Algorithm::HS512);
+        assert_eq!(config.access_token_expire_minutes, 30);
+        assert_eq!(config.host, "0.0.0.0");
+        assert_eq!(config.port, 9000);
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.bcrypt_cost, 10);
+        assert_eq!(config.log_filter.as_deref(), Some("debug"));
+    }
+
+    // ---- DATABASE_URL ----
+
+    #[test]
+    fn three_slashes_give_a_relative_path() {
+        assert_eq!(
+            sqlite_path("sqlite:///relative/path"),
+            PathBuf::from("relative/path")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///./db.sqlite3"),
+            PathBuf::from("./db.sqlite3")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///db.sqlite3"),
+            PathBuf::from("db.sqlite3")
+        );
+    }
+
+    #[test]
+    fn four_slashes_give_an_absolute_path() {
+        assert_eq!(
+            sqlite_path("sqlite:////absolute/path"),
+            PathBuf::from("/absolute/path")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:////tmp/db.sqlite3"),
+            PathBuf::from("/tmp/db.sqlite3")
+        );
+    }
+
+    #[test]
+    fn async_and_explicit_driver_spellings_are_accepted() {
+        assert_eq!(
+            sqlite_path("sqlite+aiosqlite:///./db.sqlite3"),
+            PathBuf::from("./db.sqlite3")
+        );
+        assert_eq!(
+            sqlite_path("sqlite+aiosqlite:////var/db"),
+            PathBuf::from("/var/db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite+pysqlite:///app.db"),
+            PathBuf::from("app.db")
+        );
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        assert_eq!(sqlite_path("SQLite:///app.db"), PathBuf::from("app.db"));
+        assert_eq!(
+            sqlite_path("SQLITE+AIOSQLITE:///app.db"),
+            PathBuf::from("app.db")
+        );
+    }
+
+    #[test]
+    fn database_url_from_lookup_is_used() {
+        let config = config(&[("DATABASE_URL", "sqlite+aiosqlite:////srv/users.db")]).unwrap();
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Sqlite {
+                path: PathBuf::from("/srv/users.db")
+            }
+        );
+    }
+
+    #[test]
+    fn check_same_thread_query_parameter_is_accepted_and_ignored() {
+        assert_eq!(
+            sqlite_path("sqlite:///./app.db?check_same_thread=False"),
+            PathBuf::from("./app.db")
+        );
+        assert_eq!(sqlite_path("sqlite:///app.db?"), PathBuf::from("app.db"));
+    }
+
+    #[test]
+    fn other_query_parameters_are_refused_by_name() {
+        let message = database_refusal("sqlite:///app.db?mode=ro");
+        assert!(message.contains("'mode'"), "{message}");
+        let message = database_refusal("sqlite:///app.db?check_same_thread=0&uri=true");
+        assert!(message.contains("'uri'"), "{message}");
+    }
+
+    #[test]
+    fn an_empty_database_path_is_refused() {
+        let message = database_refusal("sqlite:///");
+        assert!(message.contains("no database path"), "{message}");
+        assert!(database_refusal("sqlite:///?check_same_thread=false").contains("no database path"));
+    }
+
+    #[test]
+    fn in_memory_databases_are_refused() {
+        for url in [
+            "sqlite:///:memory:",
+            "sqlite://",
+            "sqlite+aiosqlite:///:memory:",
+        ] {
+            let message = database_refusal(url);
+            assert!(message.contains("in-memory"), "{url}: {message}");
+            assert!(message.contains("pooled connection"), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn sqlite_uri_filenames_are_refused() {
+        let message = database_refusal("sqlite:///file::memory:");
+        assert!(message.contains("URI filename"), "{message}");
+        assert!(database_refusal("sqlite:///FILE:app.db").contains("URI filename"));
+    }
+
+    #[test]
+    fn a_sqlite_url_with_a_host_is_refused() {
+        let message = database_refusal("sqlite://localhost/app.db");
+        assert!(message.contains("names a host"), "{message}");
+        assert!(message.contains("sqlite:///relative/path"), "{message}");
+    }
+
+    #[test]
+    fn other_schemes_are_refused_naming_the_supported_forms() {
+        for url in [
+            "mysql://root@localhost/app",
+            "http://example.com/db",
+            "postgresql://app@localhost:5432/app",
+            "sqlite3:///app.db",
+            "db.sqlite3",
+            "./db.sqlite3",
+        ] {
+            let message = database_refusal(url);
+            assert!(message.starts_with("invalid DATABASE_URL: "), "{message}");
+            assert!(message.contains("sqlite:///relative/path"), "{message}");
+            assert!(message.contains("sqlite:////absolute/path"), "{message}");
+            assert!(message.contains("sqlite+aiosqlite://"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_refused_url_never_shows_its_password() {
+        for url in [
+            "postgresql://app:hunter2secret@localhost:5432/app",
+            "mysql://root:hunter2secret@db/app",
+            "postgresql://app@localhost/app?password=hunter2secret",
+            "sqlite://app:hunter2secret@localhost/app.db",
+        ] {
+            let err = DatabaseConfig::from_url(url).unwrap_err();
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+            assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+            assert!(err.to_string().contains("***"), "{err}");
+        }
+    }
+
+    #[test]
+    fn database_refusals_come_through_from_lookup() {
+        let err = refusal(&[("DATABASE_URL", "postgresql://u:pw12345678@h/db")]);
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("pw12345678"));
+    }
+
+    // ---- redact_url ----
+
+    #[test]
+    fn redact_url_masks_the_userinfo_password() {
+        assert_eq!(
+            redact_url("postgresql://user:secret@host:5432/db"),
+            "postgresql://user:***@host:5432/db"
+        );
+        assert_eq!(
+            redact_url("mysql://:secret@host/db"),
+            "mysql://:***@host/db"
+        );
+    }
+
+    #[test]
+    fn redact_url_hides_passwords_holding_url_delimiters() {
+        assert_eq!(
+            redact_url("postgresql://u:p@ss@host/db"),
+            "postgresql://u:***@host/db"
+        );
+        assert_eq!(
+            redact_url("postgresql://u:pa/ss@host/db"),
+            "postgresql://u:***@host/db"
+        );
+        assert_eq!(
+            redact_url("postgresql://u:pa?ss#x@host/db"),
+            "postgresql://u:***@host/db"
+        );
+        assert_eq!(
+            redact_url("postgresql://u:p%40ss@host/db"),
+            "postgresql://u:***@host/db"
+        );
+    }
+
+    #[test]
+    fn redact_url_leaves_urls_without_a_password_alone() {
+        for url in [
+            "sqlite:///./db.sqlite3",
+            "sqlite:////abs/db",
+            "postgresql://user@host/db",
+            "postgresql://host:5432/db",
+            "http://example.com/a:b",
+            "not a url",
+            "",
+            "postgresql://host/db?sslmode=require",
+        ] {
+            assert_eq!(redact_url(url), url);
+        }
+    }
+
+    #[test]
+    fn redact_url_masks_secret_query_parameters() {
+        assert_eq!(
+            redact_url("postgresql://u@h/db?sslmode=require&password=secret&PassWord=x"),
+            "postgresql://u@h/db?sslmode=require&password=***&PassWord=***"
+        );
+        assert_eq!(
+            redact_url("postgresql://u:a@h/db?sslpassword=s"),
+            "postgresql://u:***@h/db?sslpassword=***"
+        );
+    }
+
+    #[test]
+    fn redact_url_masks_a_userinfo_password_even_without_a_scheme() {
+        assert_eq!(redact_url("user:secret@host/db"), "user:***@host/db");
+    }
+
+    #[test]
+    fn redact_url_errs_towards_hiding_too_much() {
+        let redacted = redact_url("postgresql://host:5432/db?application_name=a@b");
+        assert_eq!(redacted, "postgresql://host:***@b");
+    }
+
+    #[test]
+    fn redact_url_handles_multibyte_text_without_panicking() {
+        assert_eq!(redact_url("pg://ü:ß€@h/δ"), "pg://ü:***@h/δ");
+        assert_eq!(redact_url("€://:@"), "€://:***@");
+        assert_eq!(redact_url("://"), "://");
+        assert_eq!(redact_url("@:?&="), "@:?&=");
+    }
+
+    // ---- JWT_SECRET ----
+
+    #[test]
+    fn an_unset_secret_is_generated_and_marked_ephemeral() {
+        let first = config(&[]).unwrap().jwt_secret;
+        let second = config(&[("JWT_SECRET", "")]).unwrap().jwt_secret;
+        assert!(first.ephemeral && second.ephemeral);
+        assert_eq!(first.bytes.len(), 32);
+        assert_ne!(
+            first.bytes, second.bytes,
+            "two generated secrets should differ"
+        );
+    }
+
+    #[test]
+    fn a_secret_of_exactly_32_bytes_is_accepted_as_its_utf8_bytes() {
+        let secret = config(&[("JWT_SECRET", SECRET_32)]).unwrap().jwt_secret;
+        assert!(!secret.ephemeral);
+        assert_eq!(secret.bytes, SECRET_32.as_bytes());
+    }
+
+    #[test]
+    fn a_hex_secret_is_used_as_text_not_decoded() {
+        let hex = "a".repeat(64);
+        let secret = config(&[("JWT_SECRET", &hex)]).unwrap().jwt_secret;
+        assert_eq!(secret.bytes.len(), 64);
+    }
+
+    #[test]
+    fn secret_length_is_counted_in_bytes_not_characters() {
+        let sixteen_e_acute = "é".repeat(16);
+        assert!(config(&[("JWT_SECRET", &sixteen_e_acute)]).is_ok());
+        let err = refusal(&[("JWT_SECRET", &"é".repeat(15))]);
+        assert!(err.message.contains("it is 30"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_of_31_bytes_is_refused_with_how_to_make_one() {
+        let short = &SECRET_32[..31];
+        let err = refusal(&[("JWT_SECRET", short)]);
+        assert_eq!(err.variable, "JWT_SECRET");
+        let message = err.to_string();
+        assert!(message.starts_with("invalid JWT_SECRET: "), "{message}");
+        assert!(message.contains("at least 32 bytes"), "{message}");
+        assert!(message.contains("openssl rand -hex 32"), "{message}");
+        assert!(!message.contains(short), "{message}");
+        assert!(!format!("{err:?}").contains(short));
+    }
+
+    #[test]
+    fn the_secret_never_appears_in_config_debug_output() {
+        let config = config(&[("JWT_SECRET", SECRET_32)]).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(SECRET_32), "{debug}");
+        assert!(!debug.contains("0123456789"), "{debug}");
+        assert!(debug.contains("JwtSecret(<redacted>)"), "{debug}");
+    }
+
+    // ---- JWT_ALGORITHM ----
+
+    #[test]
+    fn hmac_algorithms_are_accepted_in_any_case() {
+        for (value, expected) in [
+            ("HS256", Algorithm::HS256),
+            ("HS384", Algorithm::HS384),
+            ("HS512", Algorithm::HS512),
+            ("hs256", Algorithm::HS256),
+            ("Hs512", Algorithm::HS512),
+        ] {
+            let config = config(&[("JWT_ALGORITHM", value)]).unwrap();
+            assert_eq!(config.jwt_algorithm, expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn non_hmac_algorithms_are_refused_naming_the_allowed_ones() {
+        for value in ["RS256", "none", "ES256", "HS1024", "EdDSA", "HS 256"] {
+            let err = refusal(&[("JWT_ALGORITHM", value)]);
+            assert_eq!(err.variable, "JWT_ALGORITHM");
+            let message = err.to_string();
+            assert!(message.starts_with("invalid JWT_ALGORITHM: "), "{message}");
+            assert!(message.contains("HS256, HS384 or HS512"), "{message}");
+        }
+    }
+
+    // ---- JWT_ACCESS_TOKEN_EXPIRE_MINUTES ----
+
+    #[test]
+    fn expiry_accepts_whole_minutes_from_one_to_a_year() {
+        for (value, expected) in [
+            ("1", 1),
+            ("60", 60),
+            ("525600", 525_600),
+            ("+5", 5),
+            ("007", 7),
+        ] {
+            let config = config(&[("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", value)]).unwrap();
+            assert_eq!(config.access_token_expire_minutes, expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn expiry_refuses_zero_negative_fractional_huge_and_text() {
+        for value in ["0", "-5", "1.5", "abc", "525601", "99999999999", "1e3"] {
+            let err = refusal(&[("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", value)]);
+            assert_eq!(err.variable, "JWT_ACCESS_TOKEN_EXPIRE_MINUTES");
+            let message = err.to_string();
+            assert!(
+                message.starts_with("invalid JWT_ACCESS_TOKEN_EXPIRE_MINUTES: "),
+                "{message}"
+            );
+            assert!(message.contains(&format!("'{value}'")), "{message}");
+            assert!(message.contains("1 to 525600"), "{message}");
+        }
+    }
+
+    // ---- HOST ----
+
+    #[test]
+    fn host_accepts_names_and_addresses() {
+        for value in ["0.0.0.0", "::1", "localhost", "api.example.com", "[::]"] {
+            assert_eq!(config(&[("HOST", value)]).unwrap().host, value);
+        }
+    }
+
+    #[test]
+    fn host_with_inner_whitespace_or_control_characters_is_refused() {
+        for value in ["local host", "a\tb", "a\u{0}b"] {
+            let err = refusal(&[("HOST", value)]);
+            assert_eq!(err.variable, "HOST");
+            assert!(err.to_string().starts_with("invalid HOST: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn host_refusal_escapes_control_characters() {
+        let err = refusal(&[("HOST", "a\u{1b}[2Jb")]);
+        assert!(!err.message.contains('\u{1b}'), "{err}");
+        assert!(err.message.contains("\\u{1b}"), "{err}");
+    }
+
+    // ---- PORT ----
+
+    #[test]
+    fn port_accepts_zero_through_65535() {
+        for (value, expected) in [("0", 0), ("1", 1), ("8080", 8080), ("65535", 65535)] {
+            assert_eq!(config(&[("PORT", value)]).unwrap().port, expected);
+        }
+    }
+
+    #[test]
+    fn port_refuses_text_negatives_and_values_above_65535() {
+        let err = refusal(&[("PORT", "abc")]);
+        assert_eq!(
+            err.to_string(),
+            "invalid PORT: 'abc' is not a port number (0-65535)"
+        );
+        for value in ["65536", "-1", "80.0", "99999999999999999999"] {
+            let err = refusal(&[("PORT", value)]);
+            assert_eq!(err.variable, "PORT");
+            assert!(err.to_string().contains("0-65535"), "{err}");
+        }
+    }
+
+    // ---- WORKERS ----
+
+    #[test]
+    fn workers_accepts_1_through_1024() {
+        for (value, expected) in [("1", 1), ("16", 16), ("1024", 1024)] {
+            assert_eq!(config(&[("WORKERS", value)]).unwrap().workers, expected);
+        }
+    }
+
+    #[test]
+    fn workers_refuses_zero_too_many_and_text() {
+        for value in ["0", "1025", "-1", "many"] {
+            let err = refusal(&[("WORKERS", value)]);
+            assert_eq!(err.variable, "WORKERS");
+            let message = err.to_string();
+            assert!(message.starts_with("invalid WORKERS: "), "{message}");
+            assert!(message.contains("1 to 1024"), "{message}");
+        }
+    }
+
+    // ---- BCRYPT_COST ----
+
+    #[test]
+    fn bcrypt_cost_accepts_4_through_31() {
+        for (value, expected) in [("4", 4), ("12", 12), ("31", 31)] {
+            assert_eq!(
+                config(&[("BCRYPT_COST", value)]).unwrap().bcrypt_cost,
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn bcrypt_cost_outside_4_to_31_is_refused() {
+        for value in ["3", "32", "0", "-12", "twelve"] {
+            let err = refusal(&[("BCRYPT_COST", value)]);
+            assert_eq!(err.variable, "BCRYPT_COST");
+            let message = err.to_string();
+            assert!(message.starts_with("invalid BCRYPT_COST: "), "{message}");
+            assert!(message.contains("4 to 31"), "{message}");
+        }
+    }
+
+    // ---- RUST_LOG ----
+
+    #[test]
+    fn rust_log_is_passed_through_unvalidated() {
+        let config = config(&[("RUST_LOG", "backnd_api=debug,tiny_http=warn,???")]).unwrap();
+        assert_eq!(
+            config.log_filter.as_deref(),
+            Some("backnd_api=debug,tiny_http=warn,???")
+        );
+    }
+
+    // ---- errors ----
+
+    #[test]
+    fn config_error_is_a_std_error_displayed_as_invalid_variable() {
+        let err = ConfigError {
+            variable: "PORT",
+            message: "'x' is not a port number (0-65535)".to_owned(),
+        };
+        let boxed: Box<dyn std::error::Error> = Box::new(err);
+        assert_eq!(
+            boxed.to_string(),
+            "invalid PORT: 'x' is not a port number (0-65535)"
+        );
+    }
+
+    #[test]
+    fn the_first_bad_variable_in_check_order_is_reported() {
+        let err = refusal(&[
+            ("PORT", "x"),
+            ("BCRYPT_COST", "99"),
+            ("JWT_ALGORITHM", "RS256"),
+        ]);
+        assert_eq!(err.variable, "JWT_ALGORITHM");
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        let long = "9".repeat(10_000);
+        let err = refusal(&[("PORT", &long)]);
+        assert!(err.message.len() < 400, "{}", err.message.len());
+        assert!(err.message.contains('…'));
+    }
+
+    // ---- .env and layering ----
+
+    fn dotenv_file(content: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, content).unwrap();
+        (dir, path)
+    }
+
+    fn no_process_vars(_: &'static str) -> Result<Option<String>, ConfigError> {
+        Ok(None)
+    }
+
+    #[test]
+    fn a_missing_dotenv_file_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = read_dotenv(&dir.path().join(".env")).unwrap();
+        assert!(values.is_empty());
+        let config = Config::from_layers(no_process_vars, &dir.path().join(".env")).unwrap();
+        assert_eq!(config.port, 8000);
+    }
+
+    #[test]
+    fn dotenv_values_are_read_with_quotes_comments_and_export() {
+        let (_dir, path) = dotenv_file(
+            b"# comment\nPORT=9001\nexport HOST=0.0.0.0\nJWT_SECRET=\"0123456789abcdef0123456789abcdef\"\n\
+              RUST_LOG='info' # trailing\n",
+        );
+        let values = read_dotenv(&path).unwrap();
+        assert_eq!(values.get("PORT").map(String::as_str), Some("9001"));
+        assert_eq!(values.get("HOST").map(String::as_str), Some("0.0.0.0"));
+        assert_eq!(
+            values.get("JWT_SECRET").map(String::as_str),
+            Some(SECRET_32)
+        );
+        assert_eq!(values.get("RUST_LOG").map(String::as_str), Some("info"));
+    }
+
+    #[test]
+    fn the_last_assignment_in_dotenv_wins_as_in_python_dotenv() {
+        let (_dir, path) = dotenv_file(b"PORT=1\nPORT=2\n");
+        assert_eq!(
+            read_dotenv(&path).unwrap().get("PORT").map(String::as_str),
+            Some("2")
+        );
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_in_dotenv_is_ignored() {
+        let (_dir, path) = dotenv_file(b"\xEF\xBB\xBFPORT=9002\r\nHOST=::1\r\n");
+        let values = read_dotenv(&path).unwrap();
+        assert_eq!(values.get("PORT").map(String::as_str), Some("9002"));
+        assert_eq!(values.get("HOST").map(String::as_str), Some("::1"));
+    }
+
+    #[test]
+    fn a_malformed_dotenv_names_the_line_but_never_shows_it() {
+        let (_dir, path) = dotenv_file(b"PORT=1\n\nJWT_SECRET=topsecretvalue 'oops\nHOST=x\n");
+        let err = read_dotenv(&path).unwrap_err();
+        assert_eq!(err.variable, ".env");
+        let message = err.to_string();
+        assert!(message.starts_with("invalid .env: "), "{message}");
+        assert!(message.contains("line 3"), "{message}");
+        assert!(message.contains("JWT_SECRET"), "{message}");
+        assert!(!message.contains("topsecret"), "{message}");
+    }
+
+    #[test]
+    fn a_dotenv_line_without_a_name_is_reported_with_its_column() {
+        let (_dir, path) = dotenv_file(b"PORT=1\n=value\n");
+        let message = read_dotenv(&path).unwrap_err().to_string();
+        assert!(message.contains("line 2"), "{message}");
+        assert!(message.contains("column 1"), "{message}");
+        assert!(!message.contains("value"), "{message}");
+    }
+
+    #[test]
+    fn a_malformed_dotenv_stops_from_layers() {
+        let (_dir, path) = dotenv_file(b"not a valid line\n");
+        let err = Config::from_layers(no_process_vars, &path).unwrap_err();
+        assert_eq!(err.variable, ".env");
+    }
+
+    #[test]
+    fn a_dotenv_that_is_not_utf8_is_refused() {
+        let (_dir, path) = dotenv_file(b"PORT=\xFF\xFE\n");
+        let err = read_dotenv(&path).unwrap_err();
+        assert_eq!(err.variable, ".env");
+    }
+
+    #[test]
+    fn an_unreadable_dotenv_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_dotenv(dir.path()).unwrap_err();
+        assert_eq!(err.variable, ".env");
+        assert!(err.message.contains("could not read"), "{err}");
+    }
+
+    #[test]
+    fn process_variables_win_over_dotenv() {
+        let (_dir, path) = dotenv_file(b"PORT=9001\nHOST=0.0.0.0\n");
+        let process = |name: &'static str| Ok((name == "PORT").then(|| "9100".to_owned()));
+        let config = Config::from_layers(process, &path).unwrap();
+        assert_eq!(config.port, 9100);
+        assert_eq!(config.host, "0.0.0.0");
+    }
+
+    #[test]
+    fn an_empty_process_variable_falls_through_to_dotenv() {
+        let (_dir, path) = dotenv_file(b"PORT=9001\n");
+        let process = |name: &'static str| Ok((name == "PORT").then(|| " ".to_owned()));
+        assert_eq!(Config::from_layers(process, &path).unwrap().port, 9001);
+    }
+
+    #[test]
+    fn dotenv_values_are_validated_like_any_other() {
+        let (_dir, path) = dotenv_file(b"JWT_SECRET=short\n");
+        let err = Config::from_layers(no_process_vars, &path).unwrap_err();
+        assert_eq!(err.variable, "JWT_SECRET");
+        assert!(!err.to_string().contains("short"));
+    }
+
+    #[test]
+    fn a_process_variable_that_is_not_utf8_is_reported_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let process = |name: &'static str| {
+            if name == "HOST" {
+                Err(ConfigError {
+                    variable: name,
+                    message: "not utf-8".to_owned(),
+                })
+            } else {
+                Ok(None)
+            }
+        };
+        let err = Config::from_layers(process, &dir.path().join(".env")).unwrap_err();
+        assert_eq!(err.variable, "HOST");
+    }
+
+    #[test]
+    fn process_var_reads_an_unset_variable_as_none() {
+        assert_eq!(
+            process_var("BACKND_API_TEST_VARIABLE_THAT_IS_NEVER_SET").unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! The one error type handlers return, and the one place it becomes an HTTP response.
+//!
+//! Every error a client can see is shaped as FastAPI shapes it: `{"detail": "..."}`, or for
+//! validation failures `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`. Internal
+//! causes are logged here and never sent.
+
+use crate::http::ApiResponse;
+use crate::schemas::FieldError;
+
+/// Shorthand for results whose error is an [`ApiError`].
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while answering a request.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 422: the body failed validation; every bad field is listed.
+    Validation(Vec<FieldError>),
+    /// 401 with `WWW-Authenticate: Bearer`: the credentials or the token were not accepted.
+    Unauthorized(&'static str),
+    /// 409: the request conflicts with stored data (an email already taken).
+    Conflict(&'static str),
+    /// 404: no route has this path.
+    NotFound,
+    /// 405 with `Allow`: the path exists but not for this method.
+    MethodNotAllowed {
+        /// The methods the path does accept, as the `Allow` header lists them.
+        allow: &'static str,
+    },
+    /// 413: the body is larger than the service accepts; the connection is closed after it.
+    PayloadTooLarge {
+        /// The limit in bytes, quoted in the message.
+        limit: usize,
+    },
+    /// 503, optionally with `Retry-After`: a dependency (the database, the hashing pool) cannot
+    /// take the request now; trying again later may work.
+    Unavailable {
+        /// What the client is told.
+        detail: &'static str,
+        /// Seconds to suggest in `Retry-After`.
+        retry_after: Option<u32>,
+    },
+    /// 500: a failure of ours. The cause is logged and the client only sees
+    /// "Internal Server Error".
+    Internal(String),
+}
+
+impl ApiError {
+    /// Wraps any failure of ours as a 500 whose cause will be logged, not sent.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(cause.to_string())
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::Validation(_) => 422,
+            ApiError::Unauthorized(_) => 401,
+            ApiError::Conflict(_) => 409,
+            ApiError::NotFound => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::Unavailable { .. } => 503,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    /// Turns the error into the response the client sees, logging internal causes.
+    pub fn into_response(self) -> ApiResponse {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Validation(errors) => serde_json::json!({ "detail": errors }),
+            ApiError::Unauthorized(msg) | ApiError::Conflict(msg) => {
+                serde_json::json!({ "detail": msg })
+            }
+            ApiError::NotFound => serde_json::json!({ "detail": "Not Found" }),
+            ApiError::MethodNotAllowed { .. } => {
+                serde_json::json!({ "detail": "Method Not Allowed" })
+            }
+            ApiError::PayloadTooLarge { limit } => serde_json::json!({
+                "detail": format!("Request body too large: the limit is {limit} bytes")
+            }),
+            ApiError::Unavailable { detail, .. } => serde_json::json!({ "detail": detail }),
+            ApiError::Internal(cause) => {
+                log::error!("internal error: {cause}");
+                serde_json::json!({ "detail": "Internal Server Error" })
+            }
+        };
+        let mut response = ApiResponse::json(status, &detail);
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.headers.push(("WWW-Authenticate", "Bearer".into()))
+            }
+            ApiError::MethodNotAllowed { allow } => response.headers.push(("Allow", allow.into())),
+            ApiError::PayloadTooLarge { .. } => response.close_connection = true,
+            ApiError::Unavailable {
+                retry_after: Some(seconds),
+                ..
+            } => response.headers.push(("Retry-After", seconds.to_string())),
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(err: crate::db::DbError) -> ApiError {
+        match err {
+            crate::db::DbError::EmailTaken => ApiError::Conflict("Email already registered"),
+            crate::db::DbError::Unavailable(cause) => {
+                log::error!("database unavailable: {cause}");
+                ApiError::Unavailable {
+                    detail: "Service Unavailable: the database is not answering",
+                    retry_after: Some(1),
+                }
+            }
+            crate::db::DbError::Other(cause) => ApiError::Internal(format!("database: {cause}")),
+        }
+    }
+}

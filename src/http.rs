@@ -1,0 +1,122 @@
+//! The HTTP vocabulary shared by the server and the handlers: the request a handler sees, the
+//! response it returns, and reading a request body within the size limit.
+
+use std::io::Read;
+
+use crate::error::ApiError;
+
+/// The largest request body accepted, in bytes. Larger ones are refused with 413 before they
+/// are read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What a handler sees of a request: the parts it needs, already read.
+pub struct HttpRequest<'a> {
+    raw: &'a tiny_http::Request,
+    /// The body, at most [`MAX_BODY_BYTES`] long; empty for methods without one.
+    pub body: Vec<u8>,
+}
+
+impl<'a> HttpRequest<'a> {
+    /// Wraps a tiny_http request whose body has already been read.
+    pub(crate) fn new(raw: &'a tiny_http::Request, body: Vec<u8>) -> HttpRequest<'a> {
+        HttpRequest { raw, body }
+    }
+
+    /// Returns the first value of the named header (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        header_value(self.raw, name)
+    }
+}
+
+/// Returns the first value of the named header of `request` (case-insensitive).
+pub(crate) fn header_value<'r>(request: &'r tiny_http::Request, name: &str) -> Option<&'r str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Returns the request path without its query string, which is all that routing and the access
+/// log use (a query string may carry secrets).
+pub(crate) fn path_of(request: &tiny_http::Request) -> &str {
+    let url = request.url();
+    url.split_once('?').map_or(url, |(path, _)| path)
+}
+
+/// A response about to be written: status, JSON body and extra headers.
+#[derive(Debug)]
+pub struct ApiResponse {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The body, already serialised JSON.
+    pub body: Vec<u8>,
+    /// Headers beyond `Content-Type` and `Content-Length`, which are always set.
+    pub headers: Vec<(&'static str, String)>,
+    /// Close the connection after this response (sent as `Connection: close`).
+    pub close_connection: bool,
+}
+
+impl ApiResponse {
+    /// Builds a JSON response with the given status.
+    pub fn json<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> ApiResponse {
+        // Serialising our own plain structs and `serde_json::Value`s cannot fail: they have only
+        // string keys and no non-finite floats.
+        let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+        ApiResponse {
+            status,
+            body,
+            headers: Vec::new(),
+            close_connection: false,
+        }
+    }
+
+    /// Converts into tiny_http's response type.
+    pub(crate) fn into_tiny(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+        let mut response = tiny_http::Response::from_data(self.body)
+            .with_status_code(self.status)
+            .with_header(header("Content-Type", "application/json"));
+        for (name, value) in &self.headers {
+            response.add_header(header(name, value));
+        }
+        if self.close_connection {
+            response.add_header(header("Connection", "close"));
+        }
+        response
+    }
+}
+
+/// Builds a header from parts that are ASCII by construction (names and values are ours).
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .unwrap_or_else(|()| tiny_http::Header::from_bytes("X-Invalid-Header", "1").expect("ASCII"))
+}
+
+/// Reads the request body, refusing with 413 anything over [`MAX_BODY_BYTES`]: at once when the
+/// declared `Content-Length` is over, or as soon as a chunked body passes the limit.
+pub(crate) fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
+    let too_large = ApiError::PayloadTooLarge {
+        limit: MAX_BODY_BYTES,
+    };
+    let declared = request.body_length();
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(too_large);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    let read = request
+        .as_reader()
+        .take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut body);
+    match read {
+        Ok(_) if body.len() > MAX_BODY_BYTES => Err(too_large),
+        Ok(_) => Ok(body),
+        // The client stopped sending mid-body (or sent broken chunking); nobody is left to
+        // read an answer, but give a 400-class one in case someone is.
+        Err(e) => Err(ApiError::Validation(vec![crate::schemas::FieldError {
+            loc: vec!["body".into()],
+            msg: format!("Could not read the request body: {e}"),
+            kind: "body_read".into(),
+            ctx: None,
+        }])),
+    }
+}

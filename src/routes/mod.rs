@@ -1,0 +1,85 @@
+//! The route table: which handler answers which method and path.
+
+pub mod auth;
+pub mod health;
+
+use crate::error::{ApiError, Result};
+use crate::http::{ApiResponse, HttpRequest};
+use crate::state::AppState;
+
+/// Work a handler hands back to run off the request workers: it owns everything it needs.
+pub type Deferred = Box<dyn FnOnce(&AppState) -> Result<ApiResponse> + Send>;
+
+/// What a handler returns.
+pub enum Reply {
+    /// The response, ready to send.
+    Now(ApiResponse),
+    /// Slow work (bcrypt) to run on the hashing pool, which sends the response when done, so
+    /// that request workers stay free for cheap requests.
+    Deferred(Deferred),
+}
+
+/// A request handler.
+pub type Handler = fn(&AppState, &HttpRequest<'_>) -> Result<Reply>;
+
+/// One route: a path, the methods it answers, and the `Allow` header listing them.
+struct Route {
+    path: &'static str,
+    allow: &'static str,
+    handlers: &'static [(&'static str, Handler)],
+    /// Whether the handlers read a body (only then is one read from the socket).
+    takes_body: bool,
+}
+
+static ROUTES: &[Route] = &[
+    Route {
+        path: "/auth/register",
+        allow: "POST",
+        handlers: &[("POST", auth::register)],
+        takes_body: true,
+    },
+    Route {
+        path: "/auth/login",
+        allow: "POST",
+        handlers: &[("POST", auth::login)],
+        takes_body: true,
+    },
+    Route {
+        path: "/auth/me",
+        allow: "GET, HEAD",
+        handlers: &[("GET", auth::me), ("HEAD", auth::me)],
+        takes_body: false,
+    },
+    Route {
+        path: "/health",
+        allow: "GET, HEAD",
+        handlers: &[("GET", health::health), ("HEAD", health::health)],
+        takes_body: false,
+    },
+];
+
+/// A matched route: the handler and whether it needs the body.
+pub struct Matched {
+    /// The function that answers.
+    pub handler: Handler,
+    /// Read the body before calling the handler.
+    pub takes_body: bool,
+}
+
+/// Finds the handler for `method` and `path`: 404 for an unknown path, 405 (with `Allow`) for a
+/// known path and another method.
+pub fn find(method: &str, path: &str) -> Result<Matched> {
+    let route = ROUTES
+        .iter()
+        .find(|r| r.path == path)
+        .ok_or(ApiError::NotFound)?;
+    route
+        .handlers
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map(|(_, handler)| Matched {
+            handler: *handler,
+            takes_body: route.takes_body,
+        })
+        .ok_or(ApiError::MethodNotAllowed { allow: route.allow })
+}

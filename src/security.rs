@@ -1,0 +1,136 @@
+//! Password hashing (bcrypt, compatible with passlib's `$2b$` hashes) and access tokens (JWT).
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Hashes a password that validation has already limited to 72 bytes (bcrypt's limit), so
+/// nothing is truncated.
+pub fn hash_password(password: &str, cost: u32) -> Result<String, bcrypt::BcryptError> {
+    bcrypt::hash(password, cost)
+}
+
+/// Checks `password` against a stored hash; `None` (no such user) checks against a dummy hash
+/// of the same cost, so an unknown email costs as much time as a wrong password.
+///
+/// Uses bcrypt's own 72-byte rule, as passlib did, so users whose FastAPI-era passwords were
+/// longer still log in. An unreadable stored hash is an error, not a mismatch.
+pub fn verify_password(
+    password: &str,
+    stored_hash: Option<&str>,
+    dummy_cost: u32,
+) -> Result<bool, bcrypt::BcryptError> {
+    match stored_hash {
+        Some(hash) => bcrypt::verify(password, hash),
+        None => {
+            let _ = bcrypt::verify(password, &dummy_hash(dummy_cost));
+            Ok(false)
+        }
+    }
+}
+
+/// A well-formed bcrypt hash at `cost` that no password matches (its digest is not the bcrypt
+/// of anything we know); verifying against it costs exactly what a real check costs.
+fn dummy_hash(cost: u32) -> String {
+    format!("$2b${cost:02}$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW")
+}
+
+/// The claims of an access token: the user id as a string, issued-at and expiry (Unix seconds).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id, as a string (as python-jose tokens carried it).
+    pub sub: String,
+    /// Issued at.
+    pub iat: i64,
+    /// Expires at.
+    pub exp: i64,
+}
+
+/// Issues and checks access tokens with one secret and one algorithm.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    algorithm: Algorithm,
+    lifetime_seconds: i64,
+    validation: Validation,
+}
+
+impl TokenKeys {
+    /// Builds the keys from the configured secret, algorithm (HS256/384/512) and lifetime.
+    pub fn new(secret: &[u8], algorithm: Algorithm, lifetime_minutes: u32) -> TokenKeys {
+        // Only the configured algorithm is accepted, so a token cannot pick its own (`none`,
+        // or a public-key algorithm keyed with our secret). Expiry is required and checked
+        // with no leeway, as python-jose did.
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = 0;
+        validation.validate_exp = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        TokenKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            algorithm,
+            lifetime_seconds: i64::from(lifetime_minutes) * 60,
+            validation,
+        }
+    }
+
+    /// How long a new token stays valid, in seconds.
+    pub fn lifetime_seconds(&self) -> i64 {
+        self.lifetime_seconds
+    }
+
+    /// Issues a token for `user_id`, valid from now for the configured lifetime.
+    pub fn issue(&self, user_id: i64) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id.to_string(),
+            iat: now,
+            exp: now + self.lifetime_seconds,
+        };
+        encode(&Header::new(self.algorithm), &claims, &self.encoding)
+    }
+
+    /// Returns the user id a valid token was issued for, or `None` for any token that is
+    /// malformed, tampered with, signed otherwise, expired, or lacks `exp` or a numeric `sub`.
+    pub fn verify(&self, token: &str) -> Option<i64> {
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
+        data.claims.sub.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dummy_hash_is_well_formed_and_matches_nothing() {
+        assert_eq!(dummy_hash(4).len(), 60);
+        assert_eq!(bcrypt::verify("", &dummy_hash(4)).ok(), Some(false));
+        assert_eq!(verify_password("anything", None, 4).ok(), Some(false));
+    }
+
+    #[test]
+    fn hashes_verify_and_wrong_passwords_do_not() {
+        let hash = hash_password("correct horse", 4).expect("hash");
+        assert!(hash.starts_with("$2b$04$"));
+        assert_eq!(
+            verify_password("correct horse", Some(&hash), 4).ok(),
+            Some(true)
+        );
+        assert_eq!(
+            verify_password("wrong horse", Some(&hash), 4).ok(),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn a_token_round_trips_and_a_foreign_one_does_not() {
+        let keys = TokenKeys::new(&[7; 32], Algorithm::HS256, 5);
+        let token = keys.issue(42).expect("encode");
+        assert_eq!(keys.verify(&token), Some(42));
+        let other = TokenKeys::new(&[8; 32], Algorithm::HS256, 5);
+        assert_eq!(other.verify(&token), None);
+        let other_alg = TokenKeys::new(&[7; 32], Algorithm::HS512, 5);
+        assert_eq!(other_alg.verify(&token), None);
+    }
+}

@@ -1,0 +1,328 @@
+//! The running service: the listener, the request workers, the hashing pool, routing each
+//! request to its handler, writing responses, the access log, and graceful shutdown.
+//!
+//! Request workers take requests from tiny_http and answer everything that is cheap. bcrypt
+//! (a quarter of a second of a core at cost 12) runs on a separate pool of one thread per core
+//! behind a bounded queue, so logins in flight never hold the workers that answer `/health`
+//! and `/auth/me`; when the queue is full the excess is refused at once with 503.
+
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, DatabaseConfig};
+use crate::db::{Db, DbError};
+use crate::error::{ApiError, Result};
+use crate::http::{self, ApiResponse, HttpRequest};
+use crate::routes::{self, Deferred, Reply};
+use crate::security::TokenKeys;
+use crate::state::AppState;
+
+/// How often an idle worker looks up from its queue to see whether the server is stopping.
+const WORKER_POLL: Duration = Duration::from_millis(100);
+
+/// Queued hashing jobs allowed per hashing thread before new ones are refused with 503.
+const HASH_QUEUE_PER_THREAD: usize = 32;
+
+/// The longest a request may wait in the hashing queue; past it, it gets 503, not a late answer.
+const HASH_QUEUE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The database could not be opened or its schema applied.
+    Database(DbError),
+    /// The address could not be bound.
+    Bind {
+        /// `host:port` as configured.
+        address: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// Anything else (a thread could not be started, tiny_http refused the listener).
+    Other(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Database(err) => write!(f, "cannot open the database: {err}"),
+            StartError::Bind { address, source } => {
+                write!(f, "cannot listen on {address}: {source}")
+            }
+            StartError::Other(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A request waiting for, or running on, the hashing pool.
+struct Job {
+    request: tiny_http::Request,
+    work: Deferred,
+    log: AccessLog,
+    queued_at: Instant,
+}
+
+/// What the access log line needs, captured before the request is consumed.
+struct AccessLog {
+    method: String,
+    path: String,
+    started: Instant,
+}
+
+/// What the worker threads share.
+struct Shared {
+    http: tiny_http::Server,
+    state: AppState,
+    stopping: AtomicBool,
+}
+
+/// A running backnd-api server. Dropping it shuts it down gracefully, as [`Server::shutdown`].
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    hash_queue: Option<SyncSender<Job>>,
+    hashers: Vec<JoinHandle<()>>,
+}
+
+/// Opens the database, binds the configured address and starts serving in background threads.
+///
+/// Used by `main` and by the tests alike; `PORT=0` picks a free port, which
+/// [`Server::local_addr`] reports.
+pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
+    let hash_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let db = match &config.database {
+        DatabaseConfig::Sqlite { path } => {
+            let connections = u32::try_from(config.workers + hash_threads).unwrap_or(u32::MAX);
+            Db::open_sqlite(path, connections).map_err(StartError::Database)?
+        }
+    };
+    if config.jwt_secret.ephemeral {
+        log::warn!(
+            "JWT_SECRET is not set: using a random secret for this process, so tokens will not \
+             survive a restart or work across instances (set one: openssl rand -hex 32)"
+        );
+    }
+    let state = AppState {
+        db,
+        tokens: TokenKeys::new(
+            &config.jwt_secret.bytes,
+            config.jwt_algorithm,
+            config.access_token_expire_minutes,
+        ),
+        bcrypt_cost: config.bcrypt_cost,
+    };
+
+    let address = format!("{}:{}", config.host, config.port);
+    let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|source| {
+        StartError::Bind {
+            address: address.clone(),
+            source,
+        }
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { address, source })?;
+    let http = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| StartError::Other(format!("cannot start the HTTP server: {e}")))?;
+
+    let shared = Arc::new(Shared {
+        http,
+        state,
+        stopping: AtomicBool::new(false),
+    });
+
+    let (hash_queue, hash_jobs) = sync_channel::<Job>(hash_threads * HASH_QUEUE_PER_THREAD);
+    let hash_jobs = Arc::new(Mutex::new(hash_jobs));
+    let mut server = Server {
+        addr,
+        shared: shared.clone(),
+        workers: Vec::new(),
+        hash_queue: Some(hash_queue.clone()),
+        hashers: Vec::new(),
+    };
+    for i in 0..hash_threads {
+        let (shared, jobs) = (shared.clone(), hash_jobs.clone());
+        server
+            .hashers
+            .push(start_thread(format!("hasher-{i}"), move || {
+                hasher_loop(&shared, &jobs)
+            })?);
+    }
+    for i in 0..config.workers.max(1) {
+        let (shared, queue) = (shared.clone(), hash_queue.clone());
+        server
+            .workers
+            .push(start_thread(format!("worker-{i}"), move || {
+                worker_loop(&shared, &queue)
+            })?);
+    }
+    log::info!(
+        "listening on http://{addr} ({} workers, {hash_threads} hashing threads)",
+        config.workers.max(1)
+    );
+    Ok(server)
+}
+
+fn start_thread(
+    name: String,
+    body: impl FnOnce() + Send + 'static,
+) -> std::result::Result<JoinHandle<()>, StartError> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(body)
+        .map_err(|e| StartError::Other(format!("cannot start a thread: {e}")))
+}
+
+impl Server {
+    /// The address the server listens on (with the real port when 0 was configured).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections, answers every request already received (those waiting for
+    /// a hash included), then returns.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.http.stop_accepting();
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        // With the workers gone this was the last sender: the hashers finish the queue and end.
+        self.hash_queue = None;
+        for hasher in self.hashers.drain(..) {
+            let _ = hasher.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn worker_loop(shared: &Shared, hash_queue: &SyncSender<Job>) {
+    loop {
+        match shared.http.recv_timeout(WORKER_POLL) {
+            Ok(Some(request)) => handle(shared, hash_queue, request),
+            Ok(None) if shared.stopping.load(Ordering::SeqCst) => return,
+            Ok(None) => {}
+            Err(err) => log::warn!("receiving a request failed: {err}"),
+        }
+    }
+}
+
+/// Routes one request and answers it, or hands it to the hashing pool.
+fn handle(shared: &Shared, hash_queue: &SyncSender<Job>, mut request: tiny_http::Request) {
+    let log = AccessLog {
+        method: request.method().as_str().to_owned(),
+        path: http::path_of(&request).to_owned(),
+        started: Instant::now(),
+    };
+    match dispatch(&shared.state, &mut request, &log) {
+        Ok(Reply::Now(response)) => respond(shared, request, response, &log),
+        Err(err) => respond(shared, request, err.into_response(), &log),
+        Ok(Reply::Deferred(work)) => {
+            let job = Job {
+                request,
+                work,
+                log,
+                queued_at: Instant::now(),
+            };
+            if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
+                hash_queue.try_send(job)
+            {
+                let busy = ApiError::Unavailable {
+                    detail: "Service Unavailable: too many logins in progress, try again shortly",
+                    retry_after: Some(1),
+                };
+                respond(shared, job.request, busy.into_response(), &job.log);
+            }
+        }
+    }
+}
+
+/// Finds the handler, reads the body it needs, and runs it, turning a panic into a 500.
+fn dispatch(state: &AppState, request: &mut tiny_http::Request, log: &AccessLog) -> Result<Reply> {
+    let matched = routes::find(&log.method, &log.path)?;
+    let body = if matched.takes_body {
+        http::read_body(request)?
+    } else {
+        Vec::new()
+    };
+    let view = HttpRequest::new(request, body);
+    catch_unwind(AssertUnwindSafe(|| (matched.handler)(state, &view)))
+        .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
+}
+
+fn hasher_loop(shared: &Shared, jobs: &Mutex<Receiver<Job>>) {
+    loop {
+        // Holding the lock while waiting is fine: whoever holds it takes the next job.
+        let job = match jobs.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let response = if job.queued_at.elapsed() > HASH_QUEUE_DEADLINE {
+            ApiError::Unavailable {
+                detail: "Service Unavailable: the request waited too long, try again shortly",
+                retry_after: Some(1),
+            }
+            .into_response()
+        } else {
+            let work = job.work;
+            catch_unwind(AssertUnwindSafe(|| work(&shared.state)))
+                .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
+                .unwrap_or_else(ApiError::into_response)
+        };
+        respond(shared, job.request, response, &job.log);
+    }
+}
+
+fn panicked(panic: &(dyn std::any::Any + Send)) -> ApiError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    ApiError::internal(format!("handler panicked: {message}"))
+}
+
+/// Writes the response and the access-log line. Connections close after the response when the
+/// client asked for it or the server is stopping.
+fn respond(
+    shared: &Shared,
+    request: tiny_http::Request,
+    mut response: ApiResponse,
+    log: &AccessLog,
+) {
+    let client_closes = http::header_value(&request, "Connection")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("close"));
+    if client_closes || shared.stopping.load(Ordering::Relaxed) {
+        response.close_connection = true;
+    }
+    let status = response.status;
+    if let Err(err) = request.respond(response.into_tiny()) {
+        log::debug!("could not write the response: {err}");
+    }
+    log::info!(
+        target: "access",
+        "{} {} {} {:.1}ms",
+        log.method,
+        log.path,
+        status,
+        log.started.elapsed().as_secs_f64() * 1000.0
+    );
+}
