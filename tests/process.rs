@@ -1,0 +1,280 @@
+//! Tests of the real binary as an operator runs it: arguments, refusing bad configuration,
+//! graceful shutdown on SIGTERM, and serving again after running out of file descriptors.
+//! These need a process of their own (signals, descriptor limits), so they start the compiled
+//! `backnd-api` with a fresh database in a temporary directory.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_backnd-api");
+const SECRET: &str = "process-test-secret-0123456789abcdef012345";
+
+/// A running `backnd-api` process.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on a free port with a fresh database, optionally under a descriptor limit
+/// (soft and hard, so the binary cannot raise it), and waits for its "listening on" line.
+fn start(descriptor_limit: Option<u32>) -> Running {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut command = match descriptor_limit {
+        Some(limit) => {
+            let mut c = Command::new("bash");
+            c.args(["-c", &format!("ulimit -n {limit} && exec \"$0\""), BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = command
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", "sqlite:///./db.sqlite3")
+        .env("PORT", "0")
+        .env("BCRYPT_COST", "4")
+        .env("WORKERS", "2")
+        .env("JWT_SECRET", SECRET)
+        .env("RUST_LOG", "info,access=off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start backnd-api");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep draining so the child never blocks on a full pipe.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("backnd-api reports where it listens");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr = rest.split_whitespace().next().expect("address");
+            break addr.parse().expect("socket address");
+        }
+    };
+    Running {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// Sends `request` on `stream` and reads one response (headers and a Content-Length body).
+fn exchange(stream: &mut TcpStream, request: &[u8], timeout: Duration) -> std::io::Result<String> {
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(request)?;
+    read_response(stream)
+}
+
+fn read_response(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return Ok(text);
+            }
+        }
+        match stream.read(&mut buf)? {
+            0 => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, text)),
+            n => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n";
+
+#[test]
+fn help_and_version_print_and_exit_zero() {
+    let help = Command::new(BIN)
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for variable in [
+        "DATABASE_URL",
+        "JWT_SECRET",
+        "JWT_ALGORITHM",
+        "BCRYPT_COST",
+        "PORT",
+    ] {
+        assert!(
+            text.contains(variable),
+            "--help should mention {variable}: {text}"
+        );
+    }
+    let version = Command::new(BIN)
+        .arg("--version")
+        .output()
+        .expect("run --version");
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("backnd-api {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_malformed_setting_stops_start_up_naming_the_variable() {
+    for (variable, value) in [
+        ("PORT", "abc"),
+        ("JWT_ACCESS_TOKEN_EXPIRE_MINUTES", "-5"),
+        ("JWT_ALGORITHM", "RS256"),
+        ("BCRYPT_COST", "3"),
+        ("DATABASE_URL", "mysql://user:hunter2@db/app"),
+    ] {
+        let output = Command::new(BIN)
+            .env_clear()
+            .env("JWT_SECRET", SECRET)
+            .env(variable, value)
+            .output()
+            .expect("run backnd-api");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{variable}={value} should stop start-up"
+        );
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "a database password was printed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_short_jwt_secret_is_refused_with_advice_and_never_printed() {
+    let output = Command::new(BIN)
+        .env_clear()
+        .env("JWT_SECRET", "tooshort-secret")
+        .output()
+        .expect("run backnd-api");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("JWT_SECRET") && stderr.contains("openssl rand -hex 32"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("tooshort-secret"),
+        "the secret was printed: {stderr}"
+    );
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
+    let mut running = start(None);
+    // A registration whose body is still arriving when the signal comes (over 1 KiB, so a
+    // worker is already reading it rather than tiny_http buffering it).
+    let body = format!(
+        r#"{{"name":"Ada","phone":"+44 20 7946 0958","email":"ada@example.com","password":"analytical-engine","padding":"{}"}}"#,
+        "x".repeat(2000)
+    );
+    let (first, rest) = body.split_at(100);
+    let mut stream = TcpStream::connect(running.addr).expect("connect");
+    write!(
+        stream,
+        "POST /auth/register HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .expect("send the start");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = exchange(&mut stream, rest.as_bytes(), Duration::from_secs(10)).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = running.child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backnd-api did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        TcpStream::connect(running.addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[test]
+fn the_server_serves_again_after_running_out_of_file_descriptors() {
+    let running = start(Some(64));
+    // Hold keep-alive connections open, each answered once, until one is not answered: the
+    // process has run out of descriptors (stock tiny_http stopped accepting for good here).
+    let mut held = Vec::new();
+    let starved = loop {
+        assert!(held.len() < 200, "a 64-descriptor limit never ran out");
+        let mut stream = TcpStream::connect(running.addr).expect("connect");
+        match exchange(&mut stream, HEALTH, Duration::from_millis(500)) {
+            Ok(answer) if answer.starts_with("HTTP/1.1 200") => held.push(stream),
+            // Accepted with the last descriptor and none left to serve it: told so, and closed.
+            Ok(answer) => assert!(answer.starts_with("HTTP/1.1 503"), "{answer}"),
+            Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break stream
+            }
+            Err(err) => panic!("unexpected failure while filling descriptors: {err}"),
+        }
+    };
+    assert!(
+        held.len() > 5,
+        "only {} connections before running out",
+        held.len()
+    );
+
+    drop(held.drain(..10).collect::<Vec<_>>());
+    let mut starved = starved;
+    starved
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let answer = read_response(&mut starved).expect("the waiting connection is answered");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut fresh = TcpStream::connect(running.addr).expect("connect");
+    let answer = exchange(&mut fresh, HEALTH, Duration::from_secs(10)).expect("fresh answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
