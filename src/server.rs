@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,9 @@ use crate::state::AppState;
 
 /// How often an idle worker looks up from its queue to see whether the server is stopping.
 const WORKER_POLL: Duration = Duration::from_millis(100);
+
+/// How long a graceful shutdown waits for requests that are still arriving.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Queued hashing jobs allowed per hashing thread before new ones are refused with 503.
 const HASH_QUEUE_PER_THREAD: usize = 32;
@@ -81,6 +84,8 @@ struct Shared {
     http: tiny_http::Server,
     state: AppState,
     stopping: AtomicBool,
+    /// Set when shutdown begins: past it, requests still arriving are no longer waited for.
+    drain_deadline: OnceLock<Instant>,
 }
 
 /// A running backnd-api server. Dropping it shuts it down gracefully, as [`Server::shutdown`].
@@ -137,6 +142,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         http,
         state,
         stopping: AtomicBool::new(false),
+        drain_deadline: OnceLock::new(),
     });
 
     let (hash_queue, hash_jobs) = sync_channel::<Job>(hash_threads * HASH_QUEUE_PER_THREAD);
@@ -195,6 +201,10 @@ impl Server {
 
     fn stop(&mut self) {
         self.shared.http.stop_accepting();
+        let _ = self
+            .shared
+            .drain_deadline
+            .set(Instant::now() + SHUTDOWN_GRACE);
         self.shared.stopping.store(true, Ordering::SeqCst);
         for worker in self.workers.drain(..) {
             let _ = worker.join();
@@ -217,11 +227,31 @@ fn worker_loop(shared: &Shared, hash_queue: &SyncSender<Job>) {
     loop {
         match shared.http.recv_timeout(WORKER_POLL) {
             Ok(Some(request)) => handle(shared, hash_queue, request),
-            Ok(None) if shared.stopping.load(Ordering::SeqCst) => return,
+            Ok(None) if shared.stopping.load(Ordering::SeqCst) => {
+                if still_arriving(shared) {
+                    continue;
+                }
+                // A connection queues its request before it stops counting it as arriving, so
+                // with the count at zero one last look at the queue cannot miss a request.
+                match shared.http.try_recv() {
+                    Ok(Some(request)) => handle(shared, hash_queue, request),
+                    _ => return,
+                }
+            }
             Ok(None) => {}
             Err(err) => log::warn!("receiving a request failed: {err}"),
         }
     }
+}
+
+/// During shutdown: whether some connection is still receiving a request, within the grace
+/// period.
+fn still_arriving(shared: &Shared) -> bool {
+    let within_grace = shared
+        .drain_deadline
+        .get()
+        .is_some_and(|deadline| Instant::now() < *deadline);
+    within_grace && shared.http.requests_in_progress() > 0
 }
 
 /// Routes one request and answers it, or hands it to the hashing pool.

@@ -195,8 +195,8 @@ fn a_short_jwt_secret_is_refused_with_advice_and_never_printed() {
 #[test]
 fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     let mut running = start(None);
-    // A registration whose body is still arriving when the signal comes (over 1 KiB, so a
-    // worker is already reading it rather than tiny_http buffering it).
+    // A registration whose body is still arriving when the signal comes: the connection was
+    // accepted before it, so the request must be answered.
     let body = format!(
         r#"{{"name":"Ada","phone":"+44 20 7946 0958","email":"ada@example.com","password":"analytical-engine","padding":"{}"}}"#,
         "x".repeat(2000)

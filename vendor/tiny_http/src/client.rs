@@ -10,6 +10,7 @@ use std::str::FromStr;
 use crate::common::{HTTPVersion, Method};
 use crate::util::close_signal::CloseSignal;
 use crate::util::RefinedTcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,11 @@ pub struct ClientConnection {
 
     // backnd-api patch: shared with each request so a response can close the connection
     close_signal: Arc<CloseSignal>,
+
+    // backnd-api patch: the server-wide count of requests being read and not yet handed out,
+    // and whether this connection is adding one to it now
+    in_progress: Option<Arc<AtomicUsize>>,
+    counted: bool,
 }
 
 /// Error that can happen when reading a request.
@@ -86,6 +92,30 @@ impl ClientConnection {
             no_more_requests: false,
             secure,
             close_signal,
+            in_progress: None,
+            counted: false,
+        }
+    }
+
+    /// backnd-api patch: counts this connection's requests in `counter` from their first line
+    /// until `end_request` (or an error), so a graceful shutdown can wait for them.
+    pub(crate) fn with_in_progress(mut self, counter: Arc<AtomicUsize>) -> Self {
+        self.in_progress = Some(counter);
+        self
+    }
+
+    fn begin_request(&mut self) {
+        if let (Some(counter), false) = (&self.in_progress, self.counted) {
+            counter.fetch_add(1, Ordering::SeqCst);
+            self.counted = true;
+        }
+    }
+
+    /// backnd-api patch: the request read last has been handed out (or failed).
+    pub(crate) fn end_request(&mut self) {
+        if let (Some(counter), true) = (&self.in_progress, self.counted) {
+            counter.fetch_sub(1, Ordering::SeqCst);
+            self.counted = false;
         }
     }
 
@@ -142,6 +172,7 @@ impl ClientConnection {
                     )));
                 }
                 let line = line.map_err(too_large_or_io)?;
+                self.begin_request();
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -260,7 +291,11 @@ impl Iterator for ClientConnection {
         }
 
         loop {
-            let rq = match self.read() {
+            let read = self.read();
+            if read.is_err() {
+                self.end_request();
+            }
+            let rq = match read {
                 Err(ReadError::WrongRequestLine) => {
                     let writer = self.sink.next().unwrap();
                     let response = json_error(400, "Bad Request");
@@ -320,6 +355,7 @@ impl Iterator for ClientConnection {
                 response
                     .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                     .ok();
+                self.end_request();
                 continue;
             }
 
@@ -390,5 +426,11 @@ mod test {
 
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
+    }
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        self.end_request();
     }
 }

@@ -154,6 +154,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // backnd-api patch: requests whose reading has begun and that are not yet in `messages`
+    in_progress: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 enum Message {
@@ -299,6 +302,8 @@ impl Server {
         let messages = MessagesQueue::with_capacity(8);
 
         let inside_close_trigger = close_trigger.clone();
+        let in_progress = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let inside_in_progress = in_progress.clone();
         let inside_messages = messages.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
@@ -341,7 +346,8 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(write_closable, read_closable)
+                            .with_in_progress(inside_in_progress.clone()))
                     }
                     Err(e) => Err(e),
                 };
@@ -355,13 +361,17 @@ impl Server {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
+                                    let mut client = client;
+                                    while let Some(rq) = client.next() {
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
+                                        client.end_request();
                                         receiver.recv().unwrap();
                                     }
                                 } else {
-                                    for rq in client {
+                                    let mut client = client;
+                                    while let Some(rq) = client.next() {
                                         messages.push(rq.into());
+                                        client.end_request();
                                     }
                                 }
                             }
@@ -394,6 +404,7 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            in_progress,
         })
     }
 
@@ -460,6 +471,12 @@ impl Iterator for IncomingRequests<'_> {
 }
 
 impl Server {
+    /// backnd-api patch: how many requests have begun to arrive (their first line is read) but
+    /// are not yet available to `recv()`. A graceful shutdown waits for this to reach zero.
+    pub fn requests_in_progress(&self) -> usize {
+        self.in_progress.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// backnd-api patch: stops accepting new connections while requests already received can
     /// still be taken with `recv()` and answered, for a graceful shutdown. Idempotent.
     pub fn stop_accepting(&self) {

@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use crate::util::close_signal::CloseSignal;
 
+/// backnd-api patch: bodies up to this size are read in full before the request is handed out.
+const EAGER_BODY_LIMIT: usize = 64 * 1024;
+
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
@@ -198,8 +201,10 @@ where
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
+        } else if content_length <= EAGER_BODY_LIMIT && !expects_continue {
             // if the content-length is small enough, we just read everything into a buffer
+            // backnd-api patch: up to 64 KiB rather than 1 KiB, so that a body trickling in is
+            // read by its connection's own thread, never by one of the application's workers.
 
             let mut buffer = vec![0; content_length];
             let mut offset = 0;
