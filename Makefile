@@ -5,7 +5,7 @@ run:
 	cargo run --release
 
 test:
-	cargo test --all-targets
+	cargo test
 
 lint:
 	cargo fmt --all -- --check

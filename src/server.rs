@@ -292,8 +292,17 @@ fn dispatch(state: &AppState, request: &mut tiny_http::Request, log: &AccessLog)
     } else {
         Vec::new()
     };
-    let view = HttpRequest::new(request, body);
-    catch_unwind(AssertUnwindSafe(|| (matched.handler)(state, &view)))
+    run_handler(matched.handler, state, &HttpRequest::new(request, body))
+}
+
+/// Calls a handler, answering a panic as an internal error (tiny_http would otherwise lose the
+/// worker thread and leave the client without an answer).
+fn run_handler(
+    handler: routes::Handler,
+    state: &AppState,
+    request: &HttpRequest<'_>,
+) -> Result<Reply> {
+    catch_unwind(AssertUnwindSafe(|| handler(state, request)))
         .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
 }
 
@@ -355,4 +364,42 @@ fn respond(
         status,
         log.started.elapsed().as_secs_f64() * 1000.0
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> (AppState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = Db::open_sqlite(&dir.path().join("db.sqlite3"), 2).expect("database");
+        let tokens = TokenKeys::new(&[1; 32], jsonwebtoken::Algorithm::HS256, 5);
+        let state = AppState {
+            db,
+            tokens,
+            bcrypt_cost: 4,
+        };
+        (state, dir)
+    }
+
+    fn panicking_handler(_: &AppState, _: &HttpRequest<'_>) -> Result<Reply> {
+        panic!("boom")
+    }
+
+    #[test]
+    fn a_panicking_handler_becomes_a_500_that_does_not_reveal_the_cause() {
+        let (state, _dir) = state();
+        let raw: tiny_http::Request = tiny_http::TestRequest::new().into();
+        let result = run_handler(
+            panicking_handler,
+            &state,
+            &HttpRequest::new(&raw, Vec::new()),
+        );
+        let Err(err) = result else {
+            panic!("a panic must become an error")
+        };
+        let response = err.into_response();
+        assert_eq!(response.status, 500);
+        assert_eq!(response.body, br#"{"detail":"Internal Server Error"}"#);
+    }
 }
