@@ -130,6 +130,8 @@ const PASSWORD_MIN_CHARS: usize = 8;
 const PASSWORD_MAX_BYTES: usize = 72;
 const PHONE_MIN_DIGITS: usize = 5;
 const PHONE_MAX_DIGITS: usize = 20;
+/// The FastAPI schema's column is VARCHAR(32): formatting must fit beside the digits.
+const PHONE_MAX_CHARS: usize = 32;
 const EMAIL_MAX_BYTES: usize = 254;
 const EMAIL_LOCAL_MAX_BYTES: usize = 64;
 const DOMAIN_LABEL_MAX_CHARS: usize = 63;
@@ -449,6 +451,12 @@ fn phone_problem(phone: &str) -> Option<String> {
     if digits > PHONE_MAX_DIGITS {
         return Some(format!(
             "it has {digits} digits; at most {PHONE_MAX_DIGITS} are allowed"
+        ));
+    }
+    let length = phone.chars().count();
+    if length > PHONE_MAX_CHARS {
+        return Some(format!(
+            "it is {length} characters long; at most {PHONE_MAX_CHARS} are allowed"
         ));
     }
     None
@@ -1093,6 +1101,18 @@ mod tests {
     }
 
     // ---- phone ----
+
+    #[test]
+    fn a_phone_number_longer_than_its_column_is_refused() {
+        let fits = "+1 (555) 010-9999 - 000 - 000";
+        assert!(fits.len() <= 32);
+        accepted(&with("phone", json!(fits)));
+        let padded = "+1 (555) 010 - 9999 - - - - - - - 1";
+        assert!(padded.chars().count() > 32);
+        let error = only_error(&with("phone", json!(padded)));
+        assert_eq!(error.kind, "value_error");
+        assert!(error.msg.contains("at most 32"), "{}", error.msg);
+    }
 
     #[test]
     fn phone_numbers_in_common_formats_are_accepted_and_kept_as_typed() {
