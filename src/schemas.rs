@@ -93,13 +93,6 @@ pub struct TokenResponse {
     pub user: UserResponse,
 }
 
-/// The body of a 422 response, `{"detail": [...]}`, as FastAPI's `HTTPValidationError`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct HttpValidationError {
-    /// Every problem found, in field order.
-    pub detail: Vec<FieldError>,
-}
-
 impl FieldError {
     /// Builds an error without `ctx`.
     pub fn new(loc: Vec<Value>, msg: impl Into<String>, kind: impl Into<String>) -> FieldError {
@@ -115,12 +108,6 @@ impl FieldError {
     pub fn with_ctx(mut self, ctx: Value) -> FieldError {
         self.ctx = Some(ctx);
         self
-    }
-}
-
-impl From<Vec<FieldError>> for HttpValidationError {
-    fn from(detail: Vec<FieldError>) -> HttpValidationError {
-        HttpValidationError { detail }
     }
 }
 
@@ -1619,15 +1606,6 @@ mod tests {
                 "type": "string_too_short",
                 "ctx": {"min_length": 8},
             })
-        );
-    }
-
-    #[test]
-    fn a_validation_error_body_wraps_the_items_in_detail() {
-        let body = HttpValidationError::from(raw_errors(parse_register(b"", JSON)));
-        assert_eq!(
-            serde_json::to_value(&body).unwrap(),
-            json!({"detail": [{"loc": ["body"], "msg": "Field required", "type": "missing"}]})
         );
     }
 
