@@ -207,7 +207,12 @@ impl ClientConnection {
         // backnd-api patch: upstream unwrapped this, panicking when the peer had already gone.
         let remote_addr = match self.remote_addr.as_ref() {
             Ok(addr) => *addr,
-            Err(e) => return Err(ReadError::ReadIoError(IoError::new(e.kind(), e.to_string()))),
+            Err(e) => {
+                return Err(ReadError::ReadIoError(IoError::new(
+                    e.kind(),
+                    e.to_string(),
+                )))
+            }
         };
 
         // building the writer for the request
@@ -348,10 +353,8 @@ impl Iterator for ClientConnection {
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
                 let writer = self.sink.next().unwrap();
-                let response = json_error(
-                    505,
-                    "This server only supports HTTP versions 1.0 and 1.1",
-                );
+                let response =
+                    json_error(505, "This server only supports HTTP versions 1.0 and 1.1");
                 response
                     .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                     .ok();

@@ -256,7 +256,8 @@ where
 
         // ignoring forbidden headers
         // backnd-api patch: `Connection: close` is honoured (see util/close_signal.rs).
-        if (header.field.equiv("Connection") && !header.value.as_str().eq_ignore_ascii_case("close"))
+        if (header.field.equiv("Connection")
+            && !header.value.as_str().eq_ignore_ascii_case("close"))
             || header.field.equiv("Trailer")
             || header.field.equiv("Transfer-Encoding")
             || header.field.equiv("Upgrade")
