@@ -16,7 +16,30 @@ const SECRET: &str = "process-test-secret-0123456789abcdef012345";
 struct Running {
     child: Child,
     addr: SocketAddr,
+    /// Its log lines (stderr), from the one after "listening on" onwards.
+    log: mpsc::Receiver<String>,
+    /// The lines it logged up to and including "listening on".
+    start_up_log: Vec<String>,
     _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Collects log lines until `until` matches one or `timeout` passes.
+    fn log_until(&self, until: impl Fn(&str) -> bool, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            let done = until(&line);
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    }
 }
 
 impl Drop for Running {
@@ -29,6 +52,14 @@ impl Drop for Running {
 /// Starts the binary on a free port with a fresh database, optionally under a descriptor limit
 /// (soft and hard, so the binary cannot raise it), and waits for its "listening on" line.
 fn start(descriptor_limit: Option<u32>) -> Running {
+    start_with(
+        descriptor_limit,
+        &[("JWT_SECRET", SECRET), ("RUST_LOG", "info,access=off")],
+    )
+}
+
+/// Like [`start`], with these variables set (the database, port and cost are always set).
+fn start_with(descriptor_limit: Option<u32>, vars: &[(&str, &str)]) -> Running {
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut command = match descriptor_limit {
         Some(limit) => {
@@ -46,8 +77,7 @@ fn start(descriptor_limit: Option<u32>) -> Running {
         .env("PORT", "0")
         .env("BCRYPT_COST", "4")
         .env("WORKERS", "2")
-        .env("JWT_SECRET", SECRET)
-        .env("RUST_LOG", "info,access=off")
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -62,11 +92,13 @@ fn start(descriptor_limit: Option<u32>) -> Running {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut start_up_log = Vec::new();
     let addr = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = rx
             .recv_timeout(left)
             .expect("backnd-api reports where it listens");
+        start_up_log.push(line.clone());
         if let Some(rest) = line.split("listening on http://").nth(1) {
             let addr = rest.split_whitespace().next().expect("address");
             break addr.parse().expect("socket address");
@@ -75,6 +107,8 @@ fn start(descriptor_limit: Option<u32>) -> Running {
     Running {
         child,
         addr,
+        log: rx,
+        start_up_log,
         _dir: dir,
     }
 }
@@ -277,4 +311,83 @@ fn the_server_serves_again_after_running_out_of_file_descriptors() {
     let mut fresh = TcpStream::connect(running.addr).expect("connect");
     let answer = exchange(&mut fresh, HEALTH, Duration::from_secs(10)).expect("fresh answer");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn without_a_jwt_secret_it_starts_and_warns_that_tokens_will_not_survive_a_restart() {
+    let running = start_with(None, &[("RUST_LOG", "info")]);
+    let warning = running
+        .start_up_log
+        .iter()
+        .find(|line| line.contains("WARN") && line.contains("JWT_SECRET"));
+    assert!(
+        warning.is_some_and(|line| line.contains("restart")),
+        "{:?}",
+        running.start_up_log
+    );
+    let mut stream = TcpStream::connect(running.addr).expect("connect");
+    let answer = exchange(&mut stream, HEALTH, Duration::from_secs(5)).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn the_access_log_has_one_line_per_request_and_no_secrets() {
+    let running = start_with(None, &[("JWT_SECRET", SECRET), ("RUST_LOG", "info")]);
+    let password = "a-very-secret-password";
+    let body = format!(
+        r#"{{"name":"Ada","phone":"+44 20 7946 0958","email":"ada@example.com","password":"{password}"}}"#
+    );
+    let post = |path: &str, body: &str| {
+        let mut stream = TcpStream::connect(running.addr).expect("connect");
+        let request = format!(
+            "POST {path}?token=query-secret HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        exchange(&mut stream, request.as_bytes(), Duration::from_secs(10)).expect("answer")
+    };
+    assert!(post("/auth/register", &body).starts_with("HTTP/1.1 201"));
+    let login = post(
+        "/auth/login",
+        &format!(r#"{{"email":"ada@example.com","password":"{password}"}}"#),
+    );
+    assert!(login.starts_with("HTTP/1.1 200"), "{login}");
+    let token = login
+        .split("\"access_token\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a token in the answer")
+        .to_owned();
+    let mut stream = TcpStream::connect(running.addr).expect("connect");
+    let me =
+        format!("GET /auth/me HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let answer = exchange(&mut stream, me.as_bytes(), Duration::from_secs(5)).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Each line is written once its answer is sent, so they may come in any order.
+    let seen = std::cell::Cell::new(0);
+    let lines = running.log_until(
+        |line| {
+            seen.set(seen.get() + usize::from(line.contains(" access]")));
+            seen.get() == 3
+        },
+        Duration::from_secs(5),
+    );
+    let access: Vec<&String> = lines.iter().filter(|l| l.contains(" access]")).collect();
+    assert_eq!(access.len(), 3, "{lines:#?}");
+    for expected in [
+        "POST /auth/register 201 ",
+        "POST /auth/login 200 ",
+        "GET /auth/me 200 ",
+    ] {
+        let line = access.iter().find(|l| l.contains(expected));
+        assert!(
+            line.is_some_and(|l| l.ends_with("ms")),
+            "no '{expected}…ms' line in {access:#?}"
+        );
+    }
+    for line in running.start_up_log.iter().chain(&lines) {
+        for secret in [password, token.as_str(), SECRET, "query-secret", "$2b$"] {
+            assert!(!line.contains(secret), "a secret reached the log: {line}");
+        }
+    }
 }
