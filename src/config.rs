@@ -340,6 +340,16 @@ impl JwtSecret {
 /// so a password holding unescaped `@`, `/` or `?` is still hidden whole; this errs towards
 /// hiding too much (say `host:***@x` for `host:5432/db?a=b@x`), never too little. Strings that
 /// are not URLs at all come back unchanged unless they look like `user:secret@host`.
+///
+/// ```
+/// use backnd_api::config::redact_url;
+///
+/// assert_eq!(
+///     redact_url("postgresql://app:hunter2@db.internal:5432/users"),
+///     "postgresql://app:***@db.internal:5432/users"
+/// );
+/// assert_eq!(redact_url("sqlite:///./db.sqlite3"), "sqlite:///./db.sqlite3");
+/// ```
 pub fn redact_url(url: &str) -> String {
     let authority_start = url.find("://").map_or(0, |i| i + 3);
     let (head, rest) = url.split_at(authority_start);
