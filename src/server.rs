@@ -103,40 +103,10 @@ pub struct Server {
 /// [`Server::local_addr`] reports.
 pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
     let hash_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let db = match &config.database {
-        DatabaseConfig::Sqlite { path } => {
-            let connections = u32::try_from(config.workers + hash_threads).unwrap_or(u32::MAX);
-            Db::open_sqlite(path, connections).map_err(StartError::Database)?
-        }
-    };
-    if config.jwt_secret.ephemeral {
-        log::warn!(
-            "JWT_SECRET is not set: using a random secret for this process, so tokens will not \
-             survive a restart or work across instances (set one: openssl rand -hex 32)"
-        );
-    }
-    let state = AppState {
-        db,
-        tokens: TokenKeys::new(
-            &config.jwt_secret.bytes,
-            config.jwt_algorithm,
-            config.access_token_expire_minutes,
-        ),
-        bcrypt_cost: config.bcrypt_cost,
-    };
-
-    let address = format!("{}:{}", config.host, config.port);
-    let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|source| {
-        StartError::Bind {
-            address: address.clone(),
-            source,
-        }
-    })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { address, source })?;
-    let http = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| StartError::Other(format!("cannot start the HTTP server: {e}")))?;
+    let workers = config.workers.max(1);
+    // Every worker and hasher may hold a connection at once.
+    let state = open_state(config, workers + hash_threads)?;
+    let (http, addr) = bind(config)?;
 
     let shared = Arc::new(Shared {
         http,
@@ -162,7 +132,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
                 hasher_loop(&shared, &jobs)
             })?);
     }
-    for i in 0..config.workers.max(1) {
+    for i in 0..workers {
         let (shared, queue) = (shared.clone(), hash_queue.clone());
         server
             .workers
@@ -170,11 +140,50 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
                 worker_loop(&shared, &queue)
             })?);
     }
-    log::info!(
-        "listening on http://{addr} ({} workers, {hash_threads} hashing threads)",
-        config.workers.max(1)
-    );
+    log::info!("listening on http://{addr} ({workers} workers, {hash_threads} hashing threads)");
     Ok(server)
+}
+
+/// Opens the database and builds what the handlers share.
+fn open_state(config: &Config, connections: usize) -> std::result::Result<AppState, StartError> {
+    let db = match &config.database {
+        DatabaseConfig::Sqlite { path } => {
+            let connections = u32::try_from(connections).unwrap_or(u32::MAX);
+            Db::open_sqlite(path, connections).map_err(StartError::Database)?
+        }
+    };
+    if config.jwt_secret.ephemeral {
+        log::warn!(
+            "JWT_SECRET is not set: using a random secret for this process, so tokens will not \
+             survive a restart or work across instances (set one: openssl rand -hex 32)"
+        );
+    }
+    Ok(AppState {
+        db,
+        tokens: TokenKeys::new(
+            &config.jwt_secret.bytes,
+            config.jwt_algorithm,
+            config.access_token_expire_minutes,
+        ),
+        bcrypt_cost: config.bcrypt_cost,
+    })
+}
+
+/// Binds the configured address and starts tiny_http on it.
+fn bind(config: &Config) -> std::result::Result<(tiny_http::Server, SocketAddr), StartError> {
+    let address = format!("{}:{}", config.host, config.port);
+    let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|source| {
+        StartError::Bind {
+            address: address.clone(),
+            source,
+        }
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { address, source })?;
+    let http = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| StartError::Other(format!("cannot start the HTTP server: {e}")))?;
+    Ok((http, addr))
 }
 
 fn start_thread(
