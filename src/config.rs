@@ -18,6 +18,35 @@ pub enum DatabaseConfig {
         /// Path to the database file, as given (relative paths resolve against the working dir).
         path: PathBuf,
     },
+    /// A PostgreSQL server (`postgresql://user:pass@host:port/db`, or `postgres://`).
+    Postgres {
+        /// The connection URL, its scheme normalised to `postgresql://`.
+        url: PostgresUrl,
+    },
+}
+
+/// A PostgreSQL connection URL. It may hold a password, so its `Debug` and `Display` show it
+/// redacted; [`PostgresUrl::expose`] gives the real one to the driver.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// The URL with its password, for connecting. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PostgresUrl({})", redact_url(&self.0))
+    }
+}
+
+impl fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
 }
 
 /// The secret that signs and verifies access tokens.
@@ -50,6 +79,12 @@ pub struct Config {
     pub bcrypt_cost: u32,
     /// The `env_logger` filter (`RUST_LOG`), passed through unvalidated.
     pub log_filter: Option<String>,
+    /// PostgreSQL connections each instance keeps at most (`DATABASE_POOL_SIZE`); SQLite's
+    /// pool is sized by the worker count instead, since its connections cost next to nothing.
+    pub database_pool_size: u32,
+    /// How long to wait for a database connection before giving up
+    /// (`DATABASE_CONNECT_TIMEOUT`, seconds).
+    pub database_connect_timeout: std::time::Duration,
 }
 
 /// A configuration value that stops start-up.
@@ -76,8 +111,10 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Every variable the service reads, in the order they are checked.
-pub const VARIABLES: [&str; 9] = [
+pub const VARIABLES: [&str; 11] = [
     "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "DATABASE_CONNECT_TIMEOUT",
     "JWT_SECRET",
     "JWT_ALGORITHM",
     "JWT_ACCESS_TOKEN_EXPIRE_MINUTES",
@@ -89,6 +126,12 @@ pub const VARIABLES: [&str; 9] = [
 ];
 
 const DEFAULT_DATABASE_URL: &str = "sqlite:///./db.sqlite3";
+/// SQLAlchemy's default pool holds 5 and overflows to 15; 10 sits between, and leaves a
+/// PostgreSQL server's usual 100 connections room for several instances.
+const DEFAULT_POOL_SIZE: u32 = 10;
+const MAX_POOL_SIZE: u32 = 1000;
+const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 5;
+const MAX_CONNECT_TIMEOUT_SECS: u64 = 300;
 /// HS256 wants a key at least as long as its 256-bit output (RFC 7518 §3.2).
 const MIN_SECRET_BYTES: usize = 32;
 const GENERATED_SECRET_BYTES: usize = 32;
@@ -105,8 +148,18 @@ const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
 
 /// SQLAlchemy spellings of SQLite that the FastAPI service's `.env` files may use.
 const SQLITE_SCHEMES: [&str; 3] = ["sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"];
-const SUPPORTED_DATABASE_URLS: &str = "use sqlite:///relative/path or sqlite:////absolute/path \
-     (the sqlite+aiosqlite:// and sqlite+pysqlite:// spellings work too)";
+/// SQLAlchemy spellings of PostgreSQL: the driver part is dropped, ours is the `postgres` crate.
+const POSTGRES_SCHEMES: [&str; 6] = [
+    "postgresql",
+    "postgres",
+    "postgresql+asyncpg",
+    "postgresql+psycopg",
+    "postgresql+psycopg2",
+    "postgresql+pg8000",
+];
+const SUPPORTED_DATABASE_URLS: &str = "use sqlite:///relative/path, sqlite:////absolute/path \
+     (the sqlite+aiosqlite:// and sqlite+pysqlite:// spellings work too) or \
+     postgresql://user:password@host:port/database (or postgres://)";
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -157,6 +210,14 @@ impl Config {
             None => DEFAULT_BCRYPT_COST,
         };
         let log_filter = get("RUST_LOG");
+        let database_pool_size = match get("DATABASE_POOL_SIZE") {
+            Some(value) => parse_pool_size(&value)?,
+            None => DEFAULT_POOL_SIZE,
+        };
+        let database_connect_timeout = match get("DATABASE_CONNECT_TIMEOUT") {
+            Some(value) => parse_connect_timeout(&value)?,
+            None => std::time::Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
+        };
 
         Ok(Config {
             database,
@@ -168,6 +229,8 @@ impl Config {
             workers,
             bcrypt_cost,
             log_filter,
+            database_pool_size,
+            database_connect_timeout,
         })
     }
 
@@ -230,6 +293,14 @@ impl DatabaseConfig {
             )));
         };
         let scheme = scheme.to_ascii_lowercase();
+        if POSTGRES_SCHEMES.contains(&scheme.as_str()) {
+            return postgres_from_url(rest).map_err(|reason| {
+                error(format!(
+                    "{} is not a usable PostgreSQL URL: {reason}",
+                    shown()
+                ))
+            });
+        }
         if !SQLITE_SCHEMES.contains(&scheme.as_str()) {
             return Err(error(format!(
                 "{} is not a supported database URL; {SUPPORTED_DATABASE_URLS}",
@@ -284,6 +355,24 @@ impl DatabaseConfig {
             path: PathBuf::from(path),
         })
     }
+}
+
+/// Checks the part of a PostgreSQL URL after `scheme://` with the driver's own parser, and
+/// keeps it under the scheme the driver knows. The reason given never quotes the URL.
+fn postgres_from_url(rest: &str) -> Result<DatabaseConfig, String> {
+    let url = format!("postgresql://{rest}");
+    let parsed: postgres::Config = url
+        .parse()
+        .map_err(|_| "the driver cannot parse it".to_owned())?;
+    if parsed.get_hosts().is_empty() {
+        return Err("it names no host".to_owned());
+    }
+    if parsed.get_dbname().is_none() {
+        return Err("it names no database (…/database at the end)".to_owned());
+    }
+    Ok(DatabaseConfig::Postgres {
+        url: PostgresUrl(url),
+    })
 }
 
 fn in_memory_refusal(shown: &str) -> String {
@@ -461,6 +550,28 @@ fn parse_bcrypt_cost(value: &str) -> Result<u32, ConfigError> {
     })
 }
 
+fn parse_pool_size(value: &str) -> Result<u32, ConfigError> {
+    parse_in_range(value, 1..=MAX_POOL_SIZE).ok_or_else(|| ConfigError {
+        variable: "DATABASE_POOL_SIZE",
+        message: format!(
+            "{} is not a connection count from 1 to {MAX_POOL_SIZE}",
+            quote(value)
+        ),
+    })
+}
+
+fn parse_connect_timeout(value: &str) -> Result<std::time::Duration, ConfigError> {
+    parse_in_range(value, 1..=MAX_CONNECT_TIMEOUT_SECS)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| ConfigError {
+            variable: "DATABASE_CONNECT_TIMEOUT",
+            message: format!(
+                "{} is not a whole number of seconds from 1 to {MAX_CONNECT_TIMEOUT_SECS}",
+                quote(value)
+            ),
+        })
+}
+
 fn parse_in_range<T: std::str::FromStr + PartialOrd>(
     value: &str,
     range: std::ops::RangeInclusive<T>,
@@ -606,6 +717,15 @@ mod tests {
     fn sqlite_path(url: &str) -> PathBuf {
         match DatabaseConfig::from_url(url) {
             Ok(DatabaseConfig::Sqlite { path }) => path,
+            Ok(other) => panic!("expected {url} to be SQLite, got {other:?}"),
+            Err(err) => panic!("expected {url} to be accepted, got {err}"),
+        }
+    }
+
+    fn postgres_url(url: &str) -> PostgresUrl {
+        match DatabaseConfig::from_url(url) {
+            Ok(DatabaseConfig::Postgres { url }) => url,
+            Ok(other) => panic!("expected {url} to be PostgreSQL, got {other:?}"),
             Err(err) => panic!("expected {url} to be accepted, got {err}"),
         }
     }
@@ -816,7 +936,6 @@ mod tests {
         for url in [
             "mysql://root@localhost/app",
             "http://example.com/db",
-            "postgresql://app@localhost:5432/app",
             "sqlite3:///app.db",
             "db.sqlite3",
             "./db.sqlite3",
@@ -826,15 +945,84 @@ mod tests {
             assert!(message.contains("sqlite:///relative/path"), "{message}");
             assert!(message.contains("sqlite:////absolute/path"), "{message}");
             assert!(message.contains("sqlite+aiosqlite://"), "{message}");
+            assert!(message.contains("postgresql://"), "{message}");
+        }
+    }
+
+    #[test]
+    fn postgresql_urls_in_every_sqlalchemy_spelling_select_postgresql() {
+        for (url, expected) in [
+            (
+                "postgresql://app@localhost:5432/app",
+                "postgresql://app@localhost:5432/app",
+            ),
+            ("postgres://app@db/app", "postgresql://app@db/app"),
+            (
+                "postgresql+asyncpg://app:pw@db/app",
+                "postgresql://app:pw@db/app",
+            ),
+            (
+                "postgresql+psycopg2://app@db/app",
+                "postgresql://app@db/app",
+            ),
+            ("POSTGRESQL://app@db/app", "postgresql://app@db/app"),
+        ] {
+            assert_eq!(postgres_url(url).expose(), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_postgresql_url_without_a_host_or_database_is_refused() {
+        assert!(database_refusal("postgresql://app@/app").contains("no host"));
+        assert!(database_refusal("postgresql://app@db").contains("no database"));
+    }
+
+    #[test]
+    fn a_postgresql_password_never_shows_in_debug_or_display() {
+        let url = postgres_url("postgresql://app:hunter2secret@db:5432/app");
+        let config = config(&[("DATABASE_URL", "postgresql://app:hunter2secret@db:5432/app")])
+            .expect("accepted");
+        for shown in [format!("{url:?}"), url.to_string(), format!("{config:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn pool_size_and_connect_timeout_have_defaults_and_bounds() {
+        let defaults = config(&[]).expect("defaults");
+        assert_eq!(defaults.database_pool_size, 10);
+        assert_eq!(
+            defaults.database_connect_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        let set = config(&[
+            ("DATABASE_POOL_SIZE", "3"),
+            ("DATABASE_CONNECT_TIMEOUT", "2"),
+        ])
+        .expect("accepted");
+        assert_eq!(set.database_pool_size, 3);
+        assert_eq!(
+            set.database_connect_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        for (name, value) in [
+            ("DATABASE_POOL_SIZE", "0"),
+            ("DATABASE_POOL_SIZE", "many"),
+            ("DATABASE_CONNECT_TIMEOUT", "0"),
+            ("DATABASE_CONNECT_TIMEOUT", "-1"),
+        ] {
+            let err = refusal(&[(name, value)]);
+            assert_eq!(err.variable, name);
         }
     }
 
     #[test]
     fn a_refused_url_never_shows_its_password() {
         for url in [
-            "postgresql://app:hunter2secret@localhost:5432/app",
+            "postgresql://app:hunter2secret@localhost:5432",
             "mysql://root:hunter2secret@db/app",
-            "postgresql://app@localhost/app?password=hunter2secret",
+            "postgresql://app@/app?password=hunter2secret",
             "sqlite://app:hunter2secret@localhost/app.db",
         ] {
             let err = DatabaseConfig::from_url(url).unwrap_err();
@@ -846,7 +1034,7 @@ mod tests {
 
     #[test]
     fn database_refusals_come_through_from_lookup() {
-        let err = refusal(&[("DATABASE_URL", "postgresql://u:pw12345678@h/db")]);
+        let err = refusal(&[("DATABASE_URL", "mysql://u:pw12345678@h/db")]);
         assert_eq!(err.variable, "DATABASE_URL");
         assert!(!err.to_string().contains("pw12345678"));
     }

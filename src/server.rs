@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, DatabaseConfig};
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, PoolOptions};
 use crate::error::{ApiError, Result};
 use crate::http::{self, ApiResponse, HttpRequest};
 use crate::routes::{self, Deferred, Reply};
@@ -146,12 +146,15 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
 
 /// Opens the database and builds what the handlers share.
 fn open_state(config: &Config, connections: usize) -> std::result::Result<AppState, StartError> {
-    let db = match &config.database {
-        DatabaseConfig::Sqlite { path } => {
-            let connections = u32::try_from(connections).unwrap_or(u32::MAX);
-            Db::open_sqlite(path, connections).map_err(StartError::Database)?
-        }
+    let pool = PoolOptions {
+        max_connections: match config.database {
+            // SQLite connections cost next to nothing: one for every thread that may query.
+            DatabaseConfig::Sqlite { .. } => u32::try_from(connections).unwrap_or(u32::MAX),
+            DatabaseConfig::Postgres { .. } => config.database_pool_size,
+        },
+        connect_timeout: config.database_connect_timeout,
     };
+    let db = Db::open(&config.database, pool).map_err(StartError::Database)?;
     if config.jwt_secret.ephemeral {
         log::warn!(
             "JWT_SECRET is not set: using a random secret for this process, so tokens will not \
@@ -381,7 +384,14 @@ mod tests {
 
     fn state() -> (AppState, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let db = Db::open_sqlite(&dir.path().join("db.sqlite3"), 2).expect("database");
+        let database = DatabaseConfig::Sqlite {
+            path: dir.path().join("db.sqlite3"),
+        };
+        let pool = PoolOptions {
+            max_connections: 2,
+            connect_timeout: Duration::from_secs(5),
+        };
+        let db = Db::open(&database, pool).expect("database");
         let tokens = TokenKeys::new(&[1; 32], jsonwebtoken::Algorithm::HS256, 5);
         let state = AppState {
             db,

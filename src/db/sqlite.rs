@@ -1,51 +1,26 @@
-//! The database: the connection pool, the schema, and every SQL statement the service runs.
+//! The SQLite backend: its pool, its schema (`schema.sql`) and its statements.
 //!
-//! Handlers never see SQL; they call the functions here with plain values and get rows or a
-//! typed [`DbError`] back. SQLite runs in WAL mode with `synchronous=FULL` (a committed write
-//! survives power loss) and a busy timeout, so concurrent writers wait instead of failing.
+//! SQLite runs in WAL mode with `synchronous=FULL` (a committed write survives power loss) and a
+//! busy timeout, so concurrent writers wait instead of failing.
 
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, OptionalExtension};
 
+use super::{to_rfc3339, DbError, NewUserRow, PoolOptions, UserRow};
+
 /// The schema, applied at every start without harming existing data.
-const SCHEMA: &str = include_str!("../schema.sql");
+const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// How long a writer waits for another writer's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a request waits for a pooled connection before answering 503.
-const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The timestamp format SQLAlchemy writes to SQLite (UTC, microseconds).
 const SQLITE_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.6f";
-
-/// A failure of a database call, sorted by what the client should be told.
-#[derive(Debug)]
-pub enum DbError {
-    /// The email is already registered (checked, or caught by the unique index in a race).
-    EmailTaken,
-    /// The database cannot be reached or is locked beyond the busy timeout: retrying may work.
-    Unavailable(String),
-    /// Anything else: a bug or a damaged database.
-    Other(String),
-}
-
-impl std::fmt::Display for DbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DbError::EmailTaken => f.write_str("email already registered"),
-            DbError::Unavailable(cause) => write!(f, "database unavailable: {cause}"),
-            DbError::Other(cause) => write!(f, "database error: {cause}"),
-        }
-    }
-}
-
-impl std::error::Error for DbError {}
 
 impl From<rusqlite::Error> for DbError {
     fn from(err: rusqlite::Error) -> DbError {
@@ -64,58 +39,16 @@ impl From<rusqlite::Error> for DbError {
     }
 }
 
-impl From<r2d2::Error> for DbError {
-    fn from(err: r2d2::Error) -> DbError {
-        DbError::Unavailable(err.to_string())
-    }
-}
-
-/// A user as stored, with timestamps already rendered as RFC 3339 UTC.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRow {
-    /// The primary key.
-    pub id: i64,
-    /// Display name.
-    pub name: String,
-    /// Phone number, as the user gave it.
-    pub phone: String,
-    /// Avatar URL, if any.
-    pub image_url: Option<String>,
-    /// Email address (lower-cased for rows we wrote).
-    pub email: String,
-    /// bcrypt hash (`$2b$…`).
-    pub password_hash: String,
-    /// When the row was created, RFC 3339 UTC.
-    pub created_at: String,
-    /// When the row was last changed, RFC 3339 UTC.
-    pub updated_at: String,
-}
-
-/// What registering stores: the validated fields and the password already hashed.
-#[derive(Debug, Clone)]
-pub struct NewUserRow<'a> {
-    /// Display name, trimmed.
-    pub name: &'a str,
-    /// Phone number, trimmed.
-    pub phone: &'a str,
-    /// Avatar URL, if any.
-    pub image_url: Option<&'a str>,
-    /// Email address, lower-cased.
-    pub email: &'a str,
-    /// bcrypt hash of the password.
-    pub password_hash: &'a str,
-}
-
-/// The pooled database the service stores users in.
+/// A pooled SQLite database.
 #[derive(Clone)]
-pub struct Db {
+pub struct SqliteDb {
     pool: Pool<SqliteConnectionManager>,
 }
 
-impl Db {
+impl SqliteDb {
     /// Opens (creating if needed) the SQLite file at `path`, applies the schema and keeps up to
-    /// `max_connections` pooled connections.
-    pub fn open_sqlite(path: &Path, max_connections: u32) -> Result<Db, DbError> {
+    /// `pool.max_connections` pooled connections.
+    pub fn open(path: &Path, pool: PoolOptions) -> Result<SqliteDb, DbError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.is_dir() {
                 return Err(DbError::Other(format!(
@@ -131,12 +64,12 @@ impl Db {
             conn.pragma_update(None, "synchronous", "FULL")
         });
         let pool = Pool::builder()
-            .max_size(max_connections.max(1))
+            .max_size(pool.max_connections.max(1))
             .min_idle(Some(1))
-            .connection_timeout(CHECKOUT_TIMEOUT)
+            .connection_timeout(pool.connect_timeout)
             .build(manager)
             .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let db = Db { pool };
+        let db = SqliteDb { pool };
         db.conn()?.execute_batch(SCHEMA)?;
         Ok(db)
     }
@@ -234,36 +167,4 @@ fn timestamp_text(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Strin
         ValueRef::Real(x) => x.to_string(),
         ValueRef::Null | ValueRef::Blob(_) => String::new(),
     })
-}
-
-/// Renders a stored SQLite timestamp (`YYYY-MM-DD HH:MM:SS[.ffffff]`, UTC, as SQLAlchemy and
-/// `CURRENT_TIMESTAMP` write it) as RFC 3339 UTC, keeping every non-zero fraction digit. Text
-/// in any other form is returned as it is rather than lost.
-pub(crate) fn to_rfc3339(stored: &str) -> String {
-    const FORMATS: [&str; 2] = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"];
-    FORMATS
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(stored.trim(), format).ok())
-        .map(|naive| naive.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        .unwrap_or_else(|| stored.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::to_rfc3339;
-
-    #[test]
-    fn sqlalchemy_timestamps_become_rfc3339_utc() {
-        assert_eq!(to_rfc3339("2026-11-26 04:02:30"), "2026-11-26T04:02:30Z");
-        assert_eq!(
-            to_rfc3339("2026-11-26 04:02:30.123456"),
-            "2026-11-26T04:02:30.123456Z"
-        );
-        assert_eq!(to_rfc3339("2026-11-26T04:02:30"), "2026-11-26T04:02:30Z");
-    }
-
-    #[test]
-    fn unrecognised_timestamps_are_passed_through() {
-        assert_eq!(to_rfc3339("yesterday"), "yesterday");
-    }
 }

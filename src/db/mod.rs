@@ -1,0 +1,178 @@
+//! The database: the user store behind one interface, on SQLite (the default) or PostgreSQL.
+//!
+//! Handlers never see SQL; they call [`Db`] with plain values and get rows or a typed
+//! [`DbError`] back. Each backend keeps its own statements in its own file, and both answer
+//! with the same rows and errors, so nothing a client sees can tell which one is behind it.
+
+mod postgres;
+mod sqlite;
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, SecondsFormat};
+
+use crate::config::DatabaseConfig;
+
+/// A failure of a database call, sorted by what the client should be told.
+#[derive(Debug)]
+pub enum DbError {
+    /// The email is already registered (checked, or caught by the unique index in a race).
+    EmailTaken,
+    /// The database cannot be reached or is locked beyond the busy timeout: retrying may work.
+    Unavailable(String),
+    /// Anything else: a bug or a damaged database.
+    Other(String),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::EmailTaken => f.write_str("email already registered"),
+            DbError::Unavailable(cause) => write!(f, "database unavailable: {cause}"),
+            DbError::Other(cause) => write!(f, "database error: {cause}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl From<r2d2::Error> for DbError {
+    fn from(err: r2d2::Error) -> DbError {
+        DbError::Unavailable(err.to_string())
+    }
+}
+
+/// A user as stored, with timestamps already rendered as RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// The primary key.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// Phone number, as the user gave it.
+    pub phone: String,
+    /// Avatar URL, if any.
+    pub image_url: Option<String>,
+    /// Email address (lower-cased for rows we wrote).
+    pub email: String,
+    /// bcrypt hash (`$2b$…`).
+    pub password_hash: String,
+    /// When the row was created, RFC 3339 UTC.
+    pub created_at: String,
+    /// When the row was last changed, RFC 3339 UTC.
+    pub updated_at: String,
+}
+
+/// What registering stores: the validated fields and the password already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUserRow<'a> {
+    /// Display name, trimmed.
+    pub name: &'a str,
+    /// Phone number, trimmed.
+    pub phone: &'a str,
+    /// Avatar URL, if any.
+    pub image_url: Option<&'a str>,
+    /// Email address, lower-cased.
+    pub email: &'a str,
+    /// bcrypt hash of the password.
+    pub password_hash: &'a str,
+}
+
+/// How the pool is sized and how long it waits.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Connections kept at most.
+    pub max_connections: u32,
+    /// How long to wait for a connection (to the server, or from a busy pool).
+    pub connect_timeout: Duration,
+}
+
+/// The pooled user store, on whichever backend `DATABASE_URL` chose.
+#[derive(Clone)]
+pub enum Db {
+    /// A SQLite file.
+    Sqlite(sqlite::SqliteDb),
+    /// A PostgreSQL database.
+    Postgres(postgres::PostgresDb),
+}
+
+impl Db {
+    /// Connects to the configured database and applies its schema (creating what is missing,
+    /// touching nothing that exists).
+    pub fn open(database: &DatabaseConfig, pool: PoolOptions) -> Result<Db, DbError> {
+        Ok(match database {
+            DatabaseConfig::Sqlite { path } => Db::Sqlite(sqlite::SqliteDb::open(path, pool)?),
+            DatabaseConfig::Postgres { url } => {
+                Db::Postgres(postgres::PostgresDb::open(url, pool)?)
+            }
+        })
+    }
+
+    /// Checks that the database answers a query that reads the users table.
+    pub fn ping(&self) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(db) => db.ping(),
+            Db::Postgres(db) => db.ping(),
+        }
+    }
+
+    /// Finds a user by email, compared without regard to case.
+    pub fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
+        match self {
+            Db::Sqlite(db) => db.find_user_by_email(email),
+            Db::Postgres(db) => db.find_user_by_email(email),
+        }
+    }
+
+    /// Finds a user by id.
+    pub fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, DbError> {
+        match self {
+            Db::Sqlite(db) => db.find_user_by_id(id),
+            Db::Postgres(db) => db.find_user_by_id(id),
+        }
+    }
+
+    /// Stores a new user and returns the stored row.
+    ///
+    /// Fails with [`DbError::EmailTaken`] when the email is registered already, whatever its
+    /// case, including when another request (or another instance) registers it at the same
+    /// moment.
+    pub fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError> {
+        match self {
+            Db::Sqlite(db) => db.insert_user(user),
+            Db::Postgres(db) => db.insert_user(user),
+        }
+    }
+}
+
+/// Renders a stored timestamp (`YYYY-MM-DD HH:MM:SS[.ffffff]`, UTC, as SQLAlchemy and
+/// `CURRENT_TIMESTAMP` write it to SQLite, and as the PostgreSQL queries format it) as RFC 3339 UTC, keeping every non-zero fraction digit. Text
+/// in any other form is returned as it is rather than lost.
+pub(crate) fn to_rfc3339(stored: &str) -> String {
+    const FORMATS: [&str; 2] = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"];
+    FORMATS
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(stored.trim(), format).ok())
+        .map(|naive| naive.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| stored.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_rfc3339;
+
+    #[test]
+    fn sqlalchemy_timestamps_become_rfc3339_utc() {
+        assert_eq!(to_rfc3339("2026-11-26 04:02:30"), "2026-11-26T04:02:30Z");
+        assert_eq!(
+            to_rfc3339("2026-11-26 04:02:30.123456"),
+            "2026-11-26T04:02:30.123456Z"
+        );
+        assert_eq!(to_rfc3339("2026-11-26T04:02:30"), "2026-11-26T04:02:30Z");
+    }
+
+    #[test]
+    fn unrecognised_timestamps_are_passed_through() {
+        assert_eq!(to_rfc3339("yesterday"), "yesterday");
+    }
+}

@@ -1,0 +1,184 @@
+//! The PostgreSQL backend: its pool, its schema (`schema.postgres.sql`) and its statements.
+//!
+//! Every session runs in UTC, so `TIMESTAMPTZ` columns (ours) and the `TIMESTAMP WITHOUT TIME
+//! ZONE` columns SQLAlchemy created (holding UTC) read back alike. Registration takes a
+//! transaction-scoped advisory lock on the lower-cased email, so instances racing for one
+//! address are serialised by the database itself.
+
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::{Client, NoTls, Row};
+use r2d2::{Pool, PooledConnection};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{to_rfc3339, DbError, NewUserRow, PoolOptions, UserRow};
+use crate::config::PostgresUrl;
+
+/// The schema, applied at every start without harming existing data.
+const SCHEMA: &str = include_str!("../../schema.postgres.sql");
+
+/// Key of the advisory lock held while the schema is applied ("backnd-a" in ASCII), so that
+/// instances starting together do not race to create the same table.
+const SCHEMA_LOCK: i64 = 0x6261_636b_6e64_2d61;
+
+/// Run on every new connection. `statement_timeout` bounds a query stuck behind a lock, so a
+/// request can never hang on the database.
+const SESSION_SETUP: &str = "SET TIME ZONE 'UTC'; SET statement_timeout = '15s'";
+
+/// The user columns, timestamps formatted as the SQLite backend stores them (UTC).
+const USER_COLUMNS: &str = "id::int8, name, phone, image_url, email, password_hash, \
+     to_char(created_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
+     to_char(updated_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')";
+
+impl From<postgres::Error> for DbError {
+    fn from(err: postgres::Error) -> DbError {
+        match err.code() {
+            Some(code) if *code == SqlState::UNIQUE_VIOLATION => DbError::EmailTaken,
+            // No SQLSTATE: the connection itself failed. Class 08 is "connection exception";
+            // the others are a server shutting down, starting up or full.
+            None => DbError::Unavailable(err.to_string()),
+            Some(code)
+                if code.code().starts_with("08")
+                    || [
+                        SqlState::ADMIN_SHUTDOWN,
+                        SqlState::CRASH_SHUTDOWN,
+                        SqlState::CANNOT_CONNECT_NOW,
+                        SqlState::TOO_MANY_CONNECTIONS,
+                        SqlState::QUERY_CANCELED,
+                    ]
+                    .contains(code) =>
+            {
+                DbError::Unavailable(err.to_string())
+            }
+            Some(_) => DbError::Other(err.to_string()),
+        }
+    }
+}
+
+/// Prepares each new pooled connection for our queries.
+#[derive(Debug)]
+struct SessionSetup;
+
+impl r2d2::CustomizeConnection<Client, postgres::Error> for SessionSetup {
+    fn on_acquire(&self, conn: &mut Client) -> Result<(), postgres::Error> {
+        conn.batch_execute(SESSION_SETUP)
+    }
+}
+
+/// A pooled PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresDb {
+    pool: Pool<PostgresConnectionManager<NoTls>>,
+}
+
+impl PostgresDb {
+    /// Connects (failing after `pool.connect_timeout` when the server does not answer), applies
+    /// the schema and keeps up to `pool.max_connections` connections.
+    pub fn open(url: &PostgresUrl, pool: PoolOptions) -> Result<PostgresDb, DbError> {
+        let mut config: postgres::Config = url
+            .expose()
+            .parse()
+            .map_err(|_| DbError::Other(format!("cannot parse {url}")))?;
+        config
+            .connect_timeout(pool.connect_timeout)
+            // A server that vanishes without closing the connection is noticed within seconds,
+            // not after the kernel's default of many minutes.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(15))
+            .tcp_user_timeout(pool.connect_timeout.max(Duration::from_secs(5)));
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = Pool::builder()
+            .max_size(pool.max_connections.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(pool.connect_timeout)
+            .connection_customizer(Box::new(SessionSetup))
+            .build(manager)
+            .map_err(|e| DbError::Unavailable(format!("cannot connect to {url}: {e}")))?;
+        let db = PostgresDb { pool };
+        let mut conn = db.conn()?;
+        let mut tx = conn.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+        tx.batch_execute(SCHEMA)?;
+        tx.commit()?;
+        Ok(db)
+    }
+
+    fn conn(&self) -> Result<PooledConnection<PostgresConnectionManager<NoTls>>, DbError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Checks that the database answers a query that reads the users table.
+    pub fn ping(&self) -> Result<(), DbError> {
+        self.conn()?.query_one("SELECT max(id) FROM users", &[])?;
+        Ok(())
+    }
+
+    /// Finds a user by email, compared without regard to case.
+    pub fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1) ORDER BY id LIMIT 1"
+        );
+        let row = self.conn()?.query_opt(sql.as_str(), &[&email])?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    /// Finds a user by id.
+    pub fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, DbError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1::int8");
+        let row = self.conn()?.query_opt(sql.as_str(), &[&id])?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    /// Stores a new user and returns the stored row; [`DbError::EmailTaken`] when the email is
+    /// registered already in any case, also when another instance is registering it right now.
+    pub fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(lower($1), 0))",
+            &[&user.email],
+        )?;
+        let taken: bool = tx
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM users WHERE lower(email) = lower($1))",
+                &[&user.email],
+            )?
+            .get(0);
+        if taken {
+            return Err(DbError::EmailTaken);
+        }
+        let sql = format!(
+            "INSERT INTO users (name, phone, image_url, email, password_hash)
+             VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+        );
+        let row = tx.query_one(
+            sql.as_str(),
+            &[
+                &user.name,
+                &user.phone,
+                &user.image_url,
+                &user.email,
+                &user.password_hash,
+            ],
+        )?;
+        tx.commit()?;
+        user_from_row(&row)
+    }
+}
+
+fn user_from_row(row: &Row) -> Result<UserRow, DbError> {
+    let text = |idx: usize| -> Result<String, DbError> {
+        Ok(row.try_get::<_, Option<String>>(idx)?.unwrap_or_default())
+    };
+    Ok(UserRow {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        phone: row.try_get(2)?,
+        image_url: row.try_get(3)?,
+        email: row.try_get(4)?,
+        password_hash: row.try_get(5)?,
+        created_at: to_rfc3339(&text(6)?),
+        updated_at: to_rfc3339(&text(7)?),
+    })
+}
