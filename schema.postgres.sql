@@ -3,11 +3,14 @@
 -- TIMESTAMP WITHOUT TIME ZONE holding UTC; both are read correctly). Tables we create use
 -- TIMESTAMPTZ. Applied at every start under an advisory lock, so instances starting together
 -- do not race; each statement is a no-op when its object exists.
+--
+-- One difference from SQLAlchemy's table: image_url holds 2048 characters, the limit the API
+-- accepts, where the model declared 500 (SQLite never enforced it; PostgreSQL does).
 CREATE TABLE IF NOT EXISTS users (
     id SERIAL NOT NULL,
     name VARCHAR(100) NOT NULL,
     phone VARCHAR(32) NOT NULL,
-    image_url VARCHAR(500),
+    image_url VARCHAR(2048),
     email VARCHAR(255) NOT NULL,
     password_hash VARCHAR(255) NOT NULL,
     created_at TIMESTAMPTZ DEFAULT now() NOT NULL,
@@ -19,3 +22,15 @@ CREATE UNIQUE INDEX IF NOT EXISTS ix_users_email ON users (email);
 CREATE INDEX IF NOT EXISTS ix_users_id ON users (id);
 -- Ours: emails are compared without regard to case, through lower(email).
 CREATE INDEX IF NOT EXISTS ix_users_email_lower ON users (lower(email));
+-- Widen image_url in a table SQLAlchemy created. Widening a VARCHAR only changes the catalogue
+-- (no rewrite), and the check keeps later starts from taking the table lock at all.
+DO $$
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'users'
+          AND column_name = 'image_url' AND character_maximum_length < 2048
+    ) THEN
+        ALTER TABLE users ALTER COLUMN image_url TYPE VARCHAR(2048);
+    END IF;
+END $$;

@@ -13,7 +13,10 @@ Usage: backnd-api [--help | --version]
 
 Configuration comes from the environment and from a .env file in the working directory
 (the environment wins):
-  DATABASE_URL                     sqlite:///./db.sqlite3 (default) or sqlite:////absolute/path
+  DATABASE_URL                     sqlite:///./db.sqlite3 (default), sqlite:////absolute/path
+                                   or postgresql://user:password@host:5432/database
+  DATABASE_POOL_SIZE               PostgreSQL connections per instance, default 10
+  DATABASE_CONNECT_TIMEOUT         seconds to wait for a database connection, default 5
   JWT_SECRET                       at least 32 bytes (openssl rand -hex 32); unset: random per process
   JWT_ALGORITHM                    HS256 (default), HS384 or HS512
   JWT_ACCESS_TOKEN_EXPIRE_MINUTES  token lifetime, default 60

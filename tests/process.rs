@@ -391,3 +391,32 @@ fn the_access_log_has_one_line_per_request_and_no_secrets() {
         }
     }
 }
+
+#[test]
+fn a_database_that_is_down_at_start_stops_start_up_with_a_clear_error_and_no_password() {
+    // Nothing listens on port 1; the refusal comes at once, the timeout bounds it anyway.
+    let started = Instant::now();
+    let output = Command::new(BIN)
+        .env_clear()
+        .env("JWT_SECRET", SECRET)
+        .env(
+            "DATABASE_URL",
+            "postgresql://app:hunter2secret@127.0.0.1:1/app",
+        )
+        .env("DATABASE_CONNECT_TIMEOUT", "2")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run backnd-api");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to postgresql://app:***@127.0.0.1:1/app"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2secret"),
+        "the password was printed: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "start-up hung");
+}

@@ -66,6 +66,24 @@ impl r2d2::CustomizeConnection<Client, postgres::Error> for SessionSetup {
     }
 }
 
+/// Logs the pool's failed connection attempts with their cause (r2d2's own handler prints
+/// only "error connecting to server", without saying why).
+#[derive(Debug)]
+struct LogConnectError;
+
+impl r2d2::HandleError<postgres::Error> for LogConnectError {
+    fn handle_error(&self, err: postgres::Error) {
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        log::warn!("database connection failed: {message}");
+    }
+}
+
 /// A pooled PostgreSQL database.
 #[derive(Clone)]
 pub struct PostgresDb {
@@ -93,6 +111,7 @@ impl PostgresDb {
             .min_idle(Some(1))
             .connection_timeout(pool.connect_timeout)
             .connection_customizer(Box::new(SessionSetup))
+            .error_handler(Box::new(LogConnectError))
             .build(manager)
             .map_err(|e| DbError::Unavailable(format!("cannot connect to {url}: {e}")))?;
         let db = PostgresDb { pool };

@@ -3,13 +3,15 @@
 //! rendered as RFC 3339 UTC.
 
 use chrono::NaiveDateTime;
-use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
+
 use serde_json::{json, Value};
 
 use crate::helpers::{
     assert_rfc3339_utc, assert_unauthorized, spawn_app_on_fastapi_fixture, valid_registration,
-    TestApp,
+    StoredUser, TestApp,
 };
+use crate::testdb::{stored_users_in, FASTAPI_FIXTURE};
 
 /// The fixture's users and their passwords (tests/fixtures/README.md).
 const USERS: [(&str, &str); 4] = [
@@ -19,58 +21,13 @@ const USERS: [(&str, &str); 4] = [
     ("zoe@example.ie", "Zoë-secret-2024"),
 ];
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/fastapi-backnd-api.sqlite3"
-);
-
-/// A row as stored, every column as SQLite holds it.
-#[derive(Debug, Clone, PartialEq)]
-struct StoredUser {
-    id: i64,
-    name: String,
-    phone: String,
-    image_url: Option<String>,
-    email: String,
-    password_hash: String,
-    created_at: String,
-    updated_at: String,
-}
-
-fn read_users(conn: &Connection) -> Vec<StoredUser> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, name, phone, image_url, email, password_hash, created_at, updated_at
-             FROM users ORDER BY id",
-        )
-        .expect("prepare");
-    stmt.query_map([], |r| {
-        Ok(StoredUser {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            phone: r.get(2)?,
-            image_url: r.get(3)?,
-            email: r.get(4)?,
-            password_hash: r.get(5)?,
-            created_at: r.get(6)?,
-            updated_at: r.get(7)?,
-        })
-    })
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
-}
-
 /// The users as the FastAPI service stored them, read from the pristine fixture.
 fn fastapi_users() -> Vec<StoredUser> {
-    let conn = Connection::open_with_flags(FIXTURE, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open the fixture read-only");
-    read_users(&conn)
+    stored_users_in(Path::new(FASTAPI_FIXTURE))
 }
 
 fn app_users(app: &TestApp) -> Vec<StoredUser> {
-    let conn = Connection::open(&app.db_path).expect("open the copy");
-    read_users(&conn)
+    app.db.stored_users()
 }
 
 /// Asserts that an API timestamp is the stored SQLAlchemy one, as RFC 3339 UTC with `Z`.

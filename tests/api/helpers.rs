@@ -1,13 +1,15 @@
 //! The test harness: each test starts the real server in-process on an ephemeral port, with a
-//! fresh SQLite database in its own temporary directory, and talks to it over real HTTP.
+//! fresh database of its own (see `testdb`: SQLite, or PostgreSQL with `TEST_BACKEND=postgres`),
+//! and talks to it over real HTTP.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use backnd_api::{Config, Server};
+
+pub use crate::testdb::{FreshDb, StoredUser, TestDb};
 use serde_json::{json, Value};
 
 /// A JWT secret for tests (at least 32 bytes, as the service requires).
@@ -19,12 +21,14 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
-    /// Where the SQLite file lives.
-    pub db_path: PathBuf,
+    /// Direct access to the server's database.
+    pub db: TestDb,
+    /// The `DATABASE_URL` the server was started with.
+    pub database_url: String,
     agent: ureq::Agent,
-    // Field order matters: the server must stop before its directory is deleted.
+    // Field order matters: the server must stop before its database is removed.
     server: Option<Server>,
-    _dir: tempfile::TempDir,
+    _fresh: Option<FreshDb>,
 }
 
 /// A response as a test sees it.
@@ -56,27 +60,34 @@ pub fn spawn_app() -> TestApp {
 
 /// Starts a server with the test defaults overridden by `vars` (configuration variables).
 pub fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let db_path = dir.path().join("db.sqlite3");
-    spawn_app_on(dir, db_path, vars)
+    spawn_app_on(FreshDb::new(), vars)
 }
 
-/// Starts a server on a copy of the SQLite file the FastAPI service wrote.
+/// Starts a server on the FastAPI service's database: a copy of its SQLite file, or on
+/// PostgreSQL the table its SQLAlchemy models create there, holding the same users.
 pub fn spawn_app_on_fastapi_fixture() -> TestApp {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let db_path = dir.path().join("fastapi.sqlite3");
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/fastapi-backnd-api.sqlite3"
-    );
-    std::fs::copy(fixture, &db_path).expect("copy the fixture database");
-    spawn_app_on(dir, db_path, &[])
+    spawn_app_on(FreshDb::with_fastapi_users(), &[])
 }
 
-fn spawn_app_on(dir: tempfile::TempDir, db_path: PathBuf, vars: &[(&str, &str)]) -> TestApp {
-    let url = format!("sqlite:///{}", db_path.display());
+/// Starts another server on `app`'s database, with the same secret: a second instance of a
+/// deployment. Its database outlives it (`app` owns it).
+pub fn spawn_instance_sharing(app: &TestApp, vars: &[(&str, &str)]) -> TestApp {
+    start(app.db.clone(), app.database_url.clone(), None, vars)
+}
+
+fn spawn_app_on(fresh: FreshDb, vars: &[(&str, &str)]) -> TestApp {
+    let (db, url) = (fresh.db.clone(), fresh.database_url.clone());
+    start(db, url, Some(fresh), vars)
+}
+
+fn start(
+    db: TestDb,
+    database_url: String,
+    fresh: Option<FreshDb>,
+    vars: &[(&str, &str)],
+) -> TestApp {
     let mut env: HashMap<String, String> = [
-        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_URL", database_url.as_str()),
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
         ("BCRYPT_COST", "4"),
@@ -100,10 +111,11 @@ fn spawn_app_on(dir: tempfile::TempDir, db_path: PathBuf, vars: &[(&str, &str)])
     TestApp {
         addr,
         base_url: format!("http://{addr}"),
-        db_path,
+        db,
+        database_url,
         agent,
         server: Some(server),
-        _dir: dir,
+        _fresh: fresh,
     }
 }
 
@@ -499,33 +511,10 @@ pub fn assert_rfc3339_utc(text: &Value) -> chrono::DateTime<chrono::FixedOffset>
 
 /// Counts the users stored in the app's database.
 pub fn count_users(app: &TestApp) -> i64 {
-    let conn = rusqlite::Connection::open(&app.db_path).expect("open the database");
-    conn.query_row("SELECT count(*) FROM users", [], |row| row.get(0))
-        .expect("count users")
+    app.db.count_users()
 }
 
-/// Destroys the database under the running server: the file, its write-ahead log and its
-/// shared-memory index are overwritten in place (same inode, so the server's open handles see
-/// it) with bytes that are not SQLite's. Deleting or replacing the file would not do: open
-/// handles keep the old inode, and running as root ignores permissions.
+/// Breaks the database under the running server (see [`TestDb::destroy`]).
 pub fn destroy_database(app: &TestApp) {
-    let db = &app.db_path;
-    let sidecar = |suffix: &str| {
-        let mut name = db.file_name().expect("file name").to_os_string();
-        name.push(suffix);
-        db.with_file_name(name)
-    };
-    for path in [sidecar("-shm"), sidecar("-wal"), db.clone()] {
-        if !path.exists() {
-            continue;
-        }
-        let len = std::fs::metadata(&path).expect("metadata").len().max(4096);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let garbage: Vec<u8> = (0..len).map(|i| (i * 7 + 13) as u8).collect();
-        file.write_all(&garbage).expect("overwrite");
-        file.sync_all().expect("sync");
-    }
+    app.db.destroy();
 }

@@ -219,12 +219,9 @@ fn a_token_whose_user_was_deleted_gets_401() {
     let app = spawn_app();
     let token = app.token_for_new_user("ada@example.com", "correct horse");
     assert_eq!(app.me(&token).status, 200, "control: the token works");
-    let conn = rusqlite::Connection::open(&app.db_path).expect("open");
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .expect("busy timeout");
-    let deleted = conn
-        .execute("DELETE FROM users WHERE email = 'ada@example.com'", [])
-        .expect("delete the user");
+    let deleted = app
+        .db
+        .execute("DELETE FROM users WHERE email = 'ada@example.com'");
     assert_eq!(deleted, 1);
     assert_unauthorized(&app.me(&token), INVALID);
 }

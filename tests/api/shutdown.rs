@@ -32,7 +32,7 @@ fn wait_until_refused(addr: SocketAddr) {
 #[test]
 fn a_request_in_flight_when_stop_is_called_still_gets_its_answer() {
     let mut app = spawn_app();
-    let (addr, db_path) = (app.addr, app.db_path.clone());
+    let (addr, db) = (app.addr, app.db.clone());
     let body = valid_registration("ada@example.com", "correct horse").to_string();
 
     // `Expect: 100-continue`: the server sends `100 Continue` when a worker starts reading the
@@ -83,14 +83,7 @@ fn a_request_in_flight_when_stop_is_called_still_gets_its_answer() {
         .recv_timeout(Duration::from_secs(30))
         .expect("stop() returns once the in-flight request is answered");
     let app = stopper.join().expect("stop thread");
-    let conn = rusqlite::Connection::open(&db_path).expect("open");
-    let stored: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM users WHERE email = 'ada@example.com'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let stored = db.scalar_i64("SELECT count(*) FROM users WHERE email = 'ada@example.com'");
     assert_eq!(stored, 1, "the answered registration was committed");
     drop(app);
 }
