@@ -48,21 +48,27 @@ pub struct Credentials {
 }
 
 /// A user as the API returns it: never the password hash.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct UserResponse {
     /// The user's id.
+    #[schema(example = 1)]
     pub id: i64,
     /// Display name.
+    #[schema(example = "Ada Lovelace")]
     pub name: String,
-    /// Phone number.
+    /// Phone number, as given.
+    #[schema(example = "+44 20 7946 0958")]
     pub phone: String,
     /// Avatar URL, or null.
     pub image_url: Option<String>,
-    /// Email address.
+    /// Email address, lower-case.
+    #[schema(example = "ada@example.com")]
     pub email: String,
-    /// Creation time, RFC 3339 UTC.
+    /// Creation time, RFC 3339 in UTC.
+    #[schema(format = DateTime, example = "2026-11-26T05:10:49.193102Z")]
     pub created_at: String,
-    /// Last change, RFC 3339 UTC.
+    /// Last change, RFC 3339 in UTC.
+    #[schema(format = DateTime, example = "2026-11-26T05:10:49.193102Z")]
     pub updated_at: String,
 }
 
@@ -81,13 +87,15 @@ impl From<crate::db::UserRow> for UserResponse {
 }
 
 /// The body of a successful login.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
-    /// The signed JWT.
+    /// The signed JWT: send it as `Authorization: Bearer <token>`.
     pub access_token: String,
     /// Always `"bearer"`.
+    #[schema(example = "bearer")]
     pub token_type: &'static str,
     /// Seconds until the token expires.
+    #[schema(example = 3600)]
     pub expires_in: i64,
     /// The user who logged in.
     pub user: UserResponse,
@@ -111,18 +119,57 @@ impl FieldError {
     }
 }
 
-const NAME_MAX_CHARS: usize = 100;
-const PASSWORD_MIN_CHARS: usize = 8;
+pub(crate) const NAME_MAX_CHARS: usize = 100;
+pub(crate) const PASSWORD_MIN_CHARS: usize = 8;
 /// bcrypt reads at most 72 bytes; refusing longer passwords beats silently ignoring their tail.
-const PASSWORD_MAX_BYTES: usize = 72;
-const PHONE_MIN_DIGITS: usize = 5;
-const PHONE_MAX_DIGITS: usize = 20;
+pub(crate) const PASSWORD_MAX_BYTES: usize = 72;
+pub(crate) const PHONE_MIN_DIGITS: usize = 5;
+pub(crate) const PHONE_MAX_DIGITS: usize = 20;
 /// The FastAPI schema's column is VARCHAR(32): formatting must fit beside the digits.
-const PHONE_MAX_CHARS: usize = 32;
-const EMAIL_MAX_BYTES: usize = 254;
+pub(crate) const PHONE_MAX_CHARS: usize = 32;
+pub(crate) const EMAIL_MAX_BYTES: usize = 254;
 const EMAIL_LOCAL_MAX_BYTES: usize = 64;
 const DOMAIN_LABEL_MAX_CHARS: usize = 63;
-const URL_MAX_CHARS: usize = 2048;
+pub(crate) const URL_MAX_CHARS: usize = 2048;
+
+/// The characters `str::trim` removes (Unicode White_Space), spelled out so that every regex
+/// engine reading a documented pattern (ECMA-262, Python, Rust) means the same set.
+const TRIMMED_CLASS: &str =
+    r"\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+/// An http(s) URL whose host is a plain ASCII name (its last label starts with a letter, so it
+/// is never read as a number) or a dotted IPv4 address, with an optional port up to 65535, then
+/// a path, query or fragment of anything but whitespace and control characters.
+const IMAGE_URL_CORE: &str = concat!(
+    r"[Hh][Tt][Tt][Pp][Ss]?://",
+    r"(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*",
+    r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?",
+    r"|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))",
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?",
+    r"(?:[/?#][^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*)?"
+);
+
+/// The `name` rule as a pattern, for the OpenAPI document: 1 to 100 characters once
+/// surrounding whitespace is trimmed. `validate_name` implements exactly this.
+pub(crate) fn name_pattern() -> String {
+    let w = TRIMMED_CLASS;
+    let middle = NAME_MAX_CHARS - 2;
+    format!(r"^[{w}]*[^{w}](?:[\s\S]{{0,{middle}}}[^{w}])?[{w}]*$")
+}
+
+/// The `phone` rule as a pattern, for the OpenAPI document (with `maxLength`
+/// [`PHONE_MAX_CHARS`] on the untrimmed value). `validate_phone` implements exactly this.
+pub(crate) fn phone_pattern() -> String {
+    let w = TRIMMED_CLASS;
+    format!(r"^[{w}]*\+?(?:[ ().-]*[0-9]){{{PHONE_MIN_DIGITS},{PHONE_MAX_DIGITS}}}[ ().-]*[{w}]*$")
+}
+
+/// The `image_url` rule as a pattern, for the OpenAPI document (with `maxLength`
+/// [`URL_MAX_CHARS`] on the untrimmed value). `validate_image_url` matches it.
+pub(crate) fn image_url_pattern() -> String {
+    let w = TRIMMED_CLASS;
+    format!(r"^[{w}]*{IMAGE_URL_CORE}[{w}]*$")
+}
 /// How many distinct offending characters an email error lists before it stops.
 const MAX_CHARS_LISTED: usize = 5;
 
@@ -405,9 +452,17 @@ fn validate_name(raw: &str) -> Result<String, Problem> {
 }
 
 fn validate_phone(raw: &str) -> Result<String, Problem> {
-    let phone = raw.trim();
-    match phone_problem(phone) {
-        None => Ok(phone.to_owned()),
+    // The length limit applies to the value as sent, as the document's `maxLength` does.
+    let length = raw.chars().count();
+    let problem = if length > PHONE_MAX_CHARS {
+        Some(format!(
+            "it is {length} characters long; at most {PHONE_MAX_CHARS} are allowed"
+        ))
+    } else {
+        phone_problem(raw.trim())
+    };
+    match problem {
+        None => Ok(raw.trim().to_owned()),
         Some(reason) => Err(value_error("phone number", reason)),
     }
 }
@@ -438,12 +493,6 @@ fn phone_problem(phone: &str) -> Option<String> {
     if digits > PHONE_MAX_DIGITS {
         return Some(format!(
             "it has {digits} digits; at most {PHONE_MAX_DIGITS} are allowed"
-        ));
-    }
-    let length = phone.chars().count();
-    if length > PHONE_MAX_CHARS {
-        return Some(format!(
-            "it is {length} characters long; at most {PHONE_MAX_CHARS} are allowed"
         ));
     }
     None
@@ -623,14 +672,15 @@ fn validate_image_url(value: Option<&Value>) -> Result<Option<String>, Problem> 
             ))
         }
     };
-    let url = raw.trim();
-    if url.chars().count() > URL_MAX_CHARS {
+    // The length limit applies to the value as sent, as the document's `maxLength` does.
+    if raw.chars().count() > URL_MAX_CHARS {
         return Err(Problem::new(
             format!("URL should have at most {URL_MAX_CHARS} characters"),
             "url_too_long",
         )
         .with_ctx(json!({ "max_length": URL_MAX_CHARS })));
     }
+    let url = raw.trim();
     if url.is_empty() {
         return Err(url_parsing("input is empty".to_owned()));
     }
@@ -649,7 +699,23 @@ fn validate_image_url(value: Option<&Value>) -> Result<Option<String>, Problem> 
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(url_parsing("empty host".to_owned()));
     }
+    if !image_url_regex().is_match(url) {
+        return Err(url_parsing(
+            "only a plain ASCII host name or IPv4 address (no user name) and an optional port \
+             are accepted, with no whitespace or control characters after them"
+                .to_owned(),
+        ));
+    }
     Ok(Some(url.to_owned()))
+}
+
+/// The documented URL pattern, compiled once (anchored at both ends of the trimmed value).
+fn image_url_regex() -> &'static regex_lite::Regex {
+    static REGEX: std::sync::OnceLock<regex_lite::Regex> = std::sync::OnceLock::new();
+    REGEX.get_or_init(|| {
+        regex_lite::Regex::new(&format!("^(?:{IMAGE_URL_CORE})$"))
+            .expect("IMAGE_URL_CORE is a valid regex (a unit test compiles it)")
+    })
 }
 
 fn url_parsing(error: String) -> Problem {
@@ -1393,9 +1459,9 @@ mod tests {
     fn image_url_is_stored_trimmed_as_given_not_reserialised() {
         for url in [
             "HTTP://Example.COM",
-            "https://example.com/a b.png",
-            "https://例子.广告/图.png",
-            "http://user:pw@example.com:8080/a?b=c#d",
+            "https://example.com/a%20b.png",
+            "https://example.com/图.png",
+            "http://example.com:8080/a?b=c#d",
             "http://127.0.0.1/x",
         ] {
             assert_eq!(
@@ -1404,6 +1470,23 @@ mod tests {
                     .as_deref(),
                 Some(url)
             );
+        }
+    }
+
+    #[test]
+    fn image_urls_outside_the_documented_pattern_are_refused() {
+        for url in [
+            "https://example.com/a b.png",
+            "https://例子.广告/a.png",
+            "http://user:pw@example.com/a",
+            "http://[::1]/a",
+            "http://example.com:65536/a",
+            "http://999.1.1.1/a",
+            "http://example.123/a",
+            "http://-example.com/a",
+        ] {
+            let error = only_error(&with("image_url", json!(url)));
+            assert_eq!(error.kind, "url_parsing", "{url}: {error:?}");
         }
     }
 
@@ -1606,6 +1689,122 @@ mod tests {
                 "type": "string_too_short",
                 "ctx": {"min_length": 8},
             })
+        );
+    }
+
+    // ---- the documented patterns are the rules ----
+
+    /// Random strings over `alphabet`, reproducibly (xorshift), biased towards `prefixes`.
+    fn samples(alphabet: &[&str], prefixes: &[&str], count: usize) -> Vec<String> {
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let mut text = String::new();
+                if !prefixes.is_empty() && next() % 4 != 0 {
+                    text.push_str(prefixes[(next() as usize) % prefixes.len()]);
+                }
+                let len = (next() % 40) as usize;
+                for _ in 0..len {
+                    text.push_str(alphabet[(next() as usize) % alphabet.len()]);
+                }
+                text
+            })
+            .collect()
+    }
+
+    /// Asserts that the documented pattern (plus `maxLength`, in characters) accepts exactly
+    /// what the validator accepts, over many generated values and the given edge cases.
+    fn assert_pattern_is_the_rule(
+        pattern: &str,
+        max_chars: Option<usize>,
+        validator: impl Fn(&str) -> bool,
+        values: impl IntoIterator<Item = String>,
+    ) {
+        let regex = regex_lite::Regex::new(pattern).expect("the documented pattern compiles");
+        let mut accepted = 0;
+        for value in values {
+            let documented =
+                regex.is_match(&value) && max_chars.is_none_or(|max| value.chars().count() <= max);
+            assert_eq!(documented, validator(&value), "disagree on {value:?}");
+            accepted += usize::from(documented);
+        }
+        assert!(accepted > 10, "the samples should include valid values");
+    }
+
+    const TRICKY: [&str; 14] = [
+        " ", "\t", "\n", "\u{3000}", "\u{85}", "\u{feff}", "\u{1c}", "\u{0}", "é", "👍", "\r",
+        "\u{2028}", "\u{a0}", "\u{7f}",
+    ];
+
+    #[test]
+    fn the_documented_name_pattern_is_exactly_the_name_rule() {
+        let mut alphabet = vec!["a", "Z", "-", "'"];
+        alphabet.extend(TRICKY);
+        let mut values = samples(&alphabet, &[], 20_000);
+        for n in [99, 100, 101] {
+            values.push("é".repeat(n));
+            values.push(format!(" {} ", "a".repeat(n)));
+        }
+        assert_pattern_is_the_rule(&name_pattern(), None, |v| validate_name(v).is_ok(), values);
+    }
+
+    #[test]
+    fn the_documented_phone_pattern_is_exactly_the_phone_rule() {
+        let mut alphabet = vec![
+            "0", "1", "9", "5", "7", "3", "+", "(", ")", "-", ".", " ", "a",
+        ];
+        alphabet.extend(["12", "345", "6789"].repeat(6));
+        alphabet.extend(TRICKY);
+        let mut values = samples(&alphabet, &["+", "+1 ", " "], 20_000);
+        values.push(format!("  {}  ", "1".repeat(20)));
+        values.push("1-".repeat(16));
+        // 31 characters inside spaces: the limit applies to the value as sent.
+        values.push(format!(" {}1 ", "1-".repeat(15)));
+        assert_pattern_is_the_rule(
+            &phone_pattern(),
+            Some(PHONE_MAX_CHARS),
+            |v| validate_phone(v).is_ok(),
+            values,
+        );
+    }
+
+    #[test]
+    fn the_documented_image_url_pattern_is_exactly_the_image_url_rule() {
+        let mut alphabet = vec![
+            "a", "Z", "0", "9", ".", "-", "/", ":", "?", "#", "@", "%", "_", "[", "]", "\\",
+        ];
+        alphabet.extend(TRICKY);
+        let mut values = samples(
+            &alphabet,
+            &[
+                "http://",
+                "https://",
+                "HTTPS://a.",
+                "http://1.2.3.",
+                "ftp://",
+                "https://a.b:",
+            ],
+            20_000,
+        );
+        values.push(format!(
+            "https://a.example/{}",
+            "x".repeat(URL_MAX_CHARS - 18)
+        ));
+        values.push(format!(
+            "https://a.example/{}",
+            "x".repeat(URL_MAX_CHARS - 17)
+        ));
+        assert_pattern_is_the_rule(
+            &image_url_pattern(),
+            Some(URL_MAX_CHARS),
+            |v| validate_image_url(Some(&json!(v))).is_ok(),
+            values,
         );
     }
 
