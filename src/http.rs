@@ -26,6 +26,11 @@ impl<'a> HttpRequest<'a> {
     pub fn header(&self, name: &str) -> Option<&'a str> {
         header_value(self.raw, name)
     }
+
+    /// The request path, without its query string.
+    pub fn path(&self) -> &'a str {
+        path_of(self.raw)
+    }
 }
 
 /// Returns the first value of the named header of `request` (case-insensitive).
@@ -44,13 +49,15 @@ pub(crate) fn path_of(request: &tiny_http::Request) -> &str {
     url.split_once('?').map_or(url, |(path, _)| path)
 }
 
-/// A response about to be written: status, JSON body and extra headers.
+/// A response about to be written: status, body and extra headers.
 #[derive(Debug)]
 pub struct ApiResponse {
     /// The HTTP status code.
     pub status: u16,
-    /// The body, already serialised JSON.
+    /// The body: serialised JSON for every API response.
     pub body: Vec<u8>,
+    /// The body's media type: `application/json` but for the documentation pages.
+    pub content_type: String,
     /// Headers beyond `Content-Type` and `Content-Length`, which are always set.
     pub headers: Vec<(&'static str, String)>,
     /// Close the connection after this response (sent as `Connection: close`).
@@ -63,9 +70,15 @@ impl ApiResponse {
         // Serialising our own plain structs and `serde_json::Value`s cannot fail: they have only
         // string keys and no non-finite floats.
         let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+        ApiResponse::bytes(status, "application/json", body)
+    }
+
+    /// Builds a response with a body of any media type.
+    pub fn bytes(status: u16, content_type: impl Into<String>, body: Vec<u8>) -> ApiResponse {
         ApiResponse {
             status,
             body,
+            content_type: content_type.into(),
             headers: Vec::new(),
             close_connection: false,
         }
@@ -75,7 +88,7 @@ impl ApiResponse {
     pub(crate) fn into_tiny(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
         let mut response = tiny_http::Response::from_data(self.body)
             .with_status_code(self.status)
-            .with_header(header("Content-Type", "application/json"));
+            .with_header(header("Content-Type", &self.content_type));
         for (name, value) in &self.headers {
             response.add_header(header(name, value));
         }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod openapi;
 pub mod routes;
 pub mod schemas;
 pub mod security;

@@ -4,6 +4,10 @@ use super::Reply;
 use crate::db::NewUserRow;
 use crate::error::{ApiError, Result};
 use crate::http::{ApiResponse, HttpRequest};
+#[allow(unused_imports)] // named in the OpenAPI annotations
+use crate::openapi::{
+    ErrorResponse, LoginForm, LoginRequest, RegisterRequest, ValidationErrorResponse,
+};
 use crate::schemas::{self, TokenResponse, UserResponse};
 use crate::security;
 use crate::state::AppState;
@@ -11,11 +15,31 @@ use crate::state::AppState;
 /// The message for any failed login: it must not tell an unknown email from a wrong password.
 const BAD_CREDENTIALS: &str = "Incorrect email or password";
 
+/// Register a user.
+///
 /// `POST /auth/register` with `{name, phone, email, password, image_url?}` (JSON).
 ///
 /// → `201` with the new user; `409 {"detail": "Email already registered"}` when the email (in
 /// any case) is taken, also when two requests race for it; `422` listing every invalid field.
 /// The hash is computed on the hashing pool.
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "auth",
+    request_body(content = RegisterRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered: the new user.", body = UserResponse),
+        (status = 409, description = "The email is registered already (in any case).", body = ErrorResponse,
+            example = json!({"detail": "Email already registered"})),
+        (status = 413, description = "The body is over 64 KiB.", body = ErrorResponse),
+        (status = 422, description = "Invalid fields, all listed; also malformed JSON or another content type.", body = ValidationErrorResponse),
+        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
+            headers(("Allow" = String, description = "The methods this path accepts"))),
+        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
+        (status = 503, description = "The database is not answering or too many registrations are hashing; try again shortly.", body = ErrorResponse,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+    )
+)]
 pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let new = schemas::parse_register(&request.body, request.header("Content-Type"))
         .map_err(ApiError::Validation)?;
@@ -37,12 +61,36 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     })))
 }
 
+/// Log in: get an access token.
+///
 /// `POST /auth/login` with JSON `{email, password}` or the OAuth2 password form
 /// (`username`, `password`).
 ///
 /// → `200 {access_token, token_type: "bearer", expires_in, user}`; `401` with
 /// `WWW-Authenticate: Bearer` and the same message and cost for an unknown email and a wrong
 /// password; `422` for a body without the fields.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    request_body(content(
+        (LoginRequest = "application/json"),
+        (LoginForm = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Logged in: a bearer token and the user.", body = TokenResponse),
+        (status = 401, description = "Unknown email or wrong password (the same answer for both).", body = ErrorResponse,
+            headers(("WWW-Authenticate" = String, description = "Always `Bearer`")),
+            example = json!({"detail": "Incorrect email or password"})),
+        (status = 413, description = "The body is over 64 KiB.", body = ErrorResponse),
+        (status = 422, description = "Missing fields, wrong types, malformed body or another content type.", body = ValidationErrorResponse),
+        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
+            headers(("Allow" = String, description = "The methods this path accepts"))),
+        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
+        (status = 503, description = "The database is not answering or too many logins are hashing; try again shortly.", body = ErrorResponse,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+    )
+)]
 pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let credentials = schemas::parse_login(&request.body, request.header("Content-Type"))
         .map_err(ApiError::Validation)?;
@@ -69,10 +117,29 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     })))
 }
 
+/// The current user.
+///
 /// `GET /auth/me` with `Authorization: Bearer <token>` → `200` with the token's user.
 ///
 /// `401` with `WWW-Authenticate: Bearer` when the header is missing ("Not authenticated") or
 /// the token is not valid or its user is gone ("Could not validate credentials").
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    tag = "auth",
+    security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
+    responses(
+        (status = 200, description = "The user the token was issued for.", body = UserResponse),
+        (status = 401, description = "No token, or one that is malformed, tampered with, expired, signed otherwise, or whose user is gone.", body = ErrorResponse,
+            headers(("WWW-Authenticate" = String, description = "Always `Bearer`")),
+            example = json!({"detail": "Could not validate credentials"})),
+        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
+            headers(("Allow" = String, description = "The methods this path accepts"))),
+        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
+        (status = 503, description = "The database is not answering; try again shortly.", body = ErrorResponse,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+    )
+)]
 pub fn me(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let token = request
         .header("Authorization")

@@ -1,6 +1,7 @@
 //! The route table: which handler answers which method and path.
 
 pub mod auth;
+pub mod docs;
 pub mod health;
 
 use crate::error::{ApiError, Result};
@@ -22,7 +23,8 @@ pub enum Reply {
 /// A request handler.
 pub type Handler = fn(&AppState, &HttpRequest<'_>) -> Result<Reply>;
 
-/// One route: a path, the methods it answers, and the `Allow` header listing them.
+/// One route: a path (or, ending in `/`, every path below it), the methods it answers, and the
+/// `Allow` header listing them.
 struct Route {
     path: &'static str,
     allow: &'static str,
@@ -56,7 +58,35 @@ static ROUTES: &[Route] = &[
         handlers: &[("GET", health::health), ("HEAD", health::health)],
         takes_body: false,
     },
+    Route {
+        path: "/openapi.json",
+        allow: "GET, HEAD",
+        handlers: &[("GET", docs::openapi_json), ("HEAD", docs::openapi_json)],
+        takes_body: false,
+    },
+    Route {
+        path: "/docs",
+        allow: "GET, HEAD",
+        handlers: &[("GET", docs::docs_redirect), ("HEAD", docs::docs_redirect)],
+        takes_body: false,
+    },
+    Route {
+        path: docs::DOCS_PREFIX,
+        allow: "GET, HEAD",
+        handlers: &[("GET", docs::swagger_ui), ("HEAD", docs::swagger_ui)],
+        takes_body: false,
+    },
 ];
+
+impl Route {
+    fn matches(&self, path: &str) -> bool {
+        if self.path.ends_with('/') {
+            path.starts_with(self.path)
+        } else {
+            path == self.path
+        }
+    }
+}
 
 /// A matched route: the handler and whether it needs the body.
 pub struct Matched {
@@ -71,7 +101,7 @@ pub struct Matched {
 pub fn find(method: &str, path: &str) -> Result<Matched> {
     let route = ROUTES
         .iter()
-        .find(|r| r.path == path)
+        .find(|r| r.matches(path))
         .ok_or(ApiError::NotFound)?;
     route
         .handlers

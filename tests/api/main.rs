@@ -4,6 +4,7 @@ mod helpers;
 mod testdb;
 
 mod concurrency;
+mod docs;
 mod errors;
 mod fixture;
 mod health;

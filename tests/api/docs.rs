@@ -1,0 +1,75 @@
+//! `/openapi.json` and the Swagger UI at `/docs`, served from inside the binary.
+
+use crate::helpers::spawn_app;
+
+#[test]
+fn the_openapi_document_describes_every_route_and_the_password_flow() {
+    let app = spawn_app();
+    let response = app.get("/openapi.json", &[]);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let doc = &response.json;
+    assert!(doc["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.1")));
+    assert_eq!(doc["info"]["title"], "backnd-api");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    for (path, method) in [
+        ("/auth/register", "post"),
+        ("/auth/login", "post"),
+        ("/auth/me", "get"),
+        ("/health", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+    let login_body = &doc["paths"]["/auth/login"]["post"]["requestBody"]["content"];
+    assert!(login_body["application/json"].is_object());
+    assert!(login_body["application/x-www-form-urlencoded"].is_object());
+    let flow = &doc["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"];
+    assert_eq!(flow["tokenUrl"], "/auth/login");
+    let register = &doc["paths"]["/auth/register"]["post"]["responses"];
+    for status in ["201", "409", "413", "422", "503"] {
+        assert!(register[status].is_object(), "register documents {status}");
+    }
+}
+
+#[test]
+fn docs_redirects_to_the_swagger_ui_page_which_loads_the_document() {
+    let app = spawn_app();
+    let raw = app.raw_exchange(
+        b"GET /docs HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    );
+    assert!(raw.starts_with("HTTP/1.1 308"), "{raw}");
+    assert!(raw.contains("\r\nLocation: /docs/\r\n"), "{raw}");
+
+    let page = app.get("/docs/", &[]);
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html")));
+    assert!(page.text.contains("swagger-ui"), "{}", page.text);
+    let init = app.get("/docs/swagger-initializer.js", &[]);
+    assert_eq!(init.status, 200);
+    assert!(
+        init.text.contains("\"url\": \"/openapi.json\""),
+        "{}",
+        init.text
+    );
+    assert!(
+        init.text.contains("\"validatorUrl\": \"none\""),
+        "{}",
+        init.text
+    );
+}
+
+#[test]
+fn an_unknown_file_under_docs_is_404() {
+    let app = spawn_app();
+    let response = app.get("/docs/no-such-file.js", &[]);
+    assert_eq!(response.status, 404);
+    assert_eq!(response.json, serde_json::json!({ "detail": "Not Found" }));
+}
