@@ -1,6 +1,6 @@
 # The commands README.md shows. `make test` is what CI runs (through .ci/run).
 SHELL := /bin/bash
-.PHONY: run test test-sqlite test-postgres lint fmt release
+.PHONY: run test test-sqlite test-postgres test-contract test-browser lint fmt release
 
 # The PostgreSQL suite uses TEST_POSTGRES_URL, or this when a server answers on the default port.
 DEFAULT_TEST_POSTGRES_URL := postgresql://postgres@127.0.0.1:5432/test
@@ -8,8 +8,9 @@ DEFAULT_TEST_POSTGRES_URL := postgresql://postgres@127.0.0.1:5432/test
 run:
 	cargo run --release
 
-# Everything on SQLite, then the integration suite again on PostgreSQL when one is available.
-test: test-sqlite test-postgres
+# Everything on SQLite, the integration suite again on PostgreSQL when one is available, the
+# contract test of /openapi.json, and the browser test of /docs.
+test: test-sqlite test-postgres test-contract test-browser
 
 test-sqlite:
 	cargo test
@@ -25,6 +26,20 @@ test-postgres:
 		echo "PostgreSQL suite: the integration tests again, each in a schema of its own"; \
 		TEST_BACKEND=postgres TEST_POSTGRES_URL="$$url" cargo test --test api -- --include-ignored; \
 	fi
+
+# Schemathesis against the live server and its own OpenAPI document (tests/contract/run.sh);
+# installs itself into the ignored .venv-contract from PyPI.
+test-contract:
+	tests/contract/run.sh
+
+# Swagger UI at /docs in headless Chromium (tests/browser/README.md). Says it is SKIPPED when
+# /usr/bin/chromium is missing, unless REQUIRE_BROWSER=1 (CI), which makes that a failure.
+test-browser:
+	@if [ -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" ] && \
+	   [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then \
+		(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund); \
+	fi
+	@node tests/browser/docs.test.mjs
 
 lint:
 	cargo fmt --all -- --check
