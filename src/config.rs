@@ -85,6 +85,15 @@ pub struct Config {
     /// How long to wait for a database connection before giving up
     /// (`DATABASE_CONNECT_TIMEOUT`, seconds).
     pub database_connect_timeout: std::time::Duration,
+    /// Threads that compute bcrypt hashes (`HASH_THREADS`); one per core by default, since
+    /// each keeps a core busy.
+    pub hash_threads: usize,
+    /// Logins and registrations that may wait for a hashing thread (`HASH_QUEUE_SIZE`); past
+    /// that they are refused at once with 503 and `Retry-After`.
+    pub hash_queue_size: usize,
+    /// The longest a request may wait for a hashing thread (`HASH_QUEUE_TIMEOUT`, seconds);
+    /// past it, it gets 503 rather than a late answer.
+    pub hash_queue_timeout: std::time::Duration,
 }
 
 /// A configuration value that stops start-up.
@@ -111,7 +120,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Every variable the service reads, in the order they are checked.
-pub const VARIABLES: [&str; 11] = [
+pub const VARIABLES: [&str; 14] = [
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT",
@@ -122,6 +131,9 @@ pub const VARIABLES: [&str; 11] = [
     "PORT",
     "WORKERS",
     "BCRYPT_COST",
+    "HASH_THREADS",
+    "HASH_QUEUE_SIZE",
+    "HASH_QUEUE_TIMEOUT",
     "RUST_LOG",
 ];
 
@@ -143,6 +155,13 @@ const DEFAULT_PORT: u16 = 8000;
 const MIN_DEFAULT_WORKERS: usize = 8;
 const MAX_WORKERS: usize = 1024;
 const DEFAULT_BCRYPT_COST: u32 = 12;
+const MAX_HASH_THREADS: usize = 256;
+/// Room for 64 waiting hashes: at cost 12 on two cores that is about eight seconds of work,
+/// within the default timeout, so a full queue still drains before its requests give up.
+const DEFAULT_HASH_QUEUE_SIZE: usize = 64;
+const MAX_HASH_QUEUE_SIZE: usize = 100_000;
+const DEFAULT_HASH_QUEUE_TIMEOUT_SECS: u64 = 10;
+const MAX_HASH_QUEUE_TIMEOUT_SECS: u64 = 600;
 /// The range the `bcrypt` crate (and the bcrypt format's two-digit cost field) accepts.
 const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
 
@@ -214,6 +233,26 @@ impl Config {
             Some(value) => parse_pool_size(&value)?,
             None => DEFAULT_POOL_SIZE,
         };
+        let hash_threads = match get("HASH_THREADS") {
+            Some(value) => parse_count("HASH_THREADS", &value, 1, MAX_HASH_THREADS, "thread")?,
+            None => default_hash_threads(),
+        };
+        let hash_queue_size = match get("HASH_QUEUE_SIZE") {
+            Some(value) => parse_count(
+                "HASH_QUEUE_SIZE",
+                &value,
+                0,
+                MAX_HASH_QUEUE_SIZE,
+                "queue length",
+            )?,
+            None => DEFAULT_HASH_QUEUE_SIZE,
+        };
+        let hash_queue_timeout = match get("HASH_QUEUE_TIMEOUT") {
+            Some(value) => {
+                parse_seconds("HASH_QUEUE_TIMEOUT", &value, MAX_HASH_QUEUE_TIMEOUT_SECS)?
+            }
+            None => std::time::Duration::from_secs(DEFAULT_HASH_QUEUE_TIMEOUT_SECS),
+        };
         let database_connect_timeout = match get("DATABASE_CONNECT_TIMEOUT") {
             Some(value) => parse_connect_timeout(&value)?,
             None => std::time::Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
@@ -231,6 +270,9 @@ impl Config {
             log_filter,
             database_pool_size,
             database_connect_timeout,
+            hash_threads,
+            hash_queue_size,
+            hash_queue_timeout,
         })
     }
 
@@ -561,15 +603,36 @@ fn parse_pool_size(value: &str) -> Result<u32, ConfigError> {
 }
 
 fn parse_connect_timeout(value: &str) -> Result<std::time::Duration, ConfigError> {
-    parse_in_range(value, 1..=MAX_CONNECT_TIMEOUT_SECS)
+    parse_seconds("DATABASE_CONNECT_TIMEOUT", value, MAX_CONNECT_TIMEOUT_SECS)
+}
+
+fn parse_seconds(
+    variable: &'static str,
+    value: &str,
+    max: u64,
+) -> Result<std::time::Duration, ConfigError> {
+    parse_in_range(value, 1..=max)
         .map(std::time::Duration::from_secs)
         .ok_or_else(|| ConfigError {
-            variable: "DATABASE_CONNECT_TIMEOUT",
+            variable,
             message: format!(
-                "{} is not a whole number of seconds from 1 to {MAX_CONNECT_TIMEOUT_SECS}",
+                "{} is not a whole number of seconds from 1 to {max}",
                 quote(value)
             ),
         })
+}
+
+fn parse_count(
+    variable: &'static str,
+    value: &str,
+    min: usize,
+    max: usize,
+    what: &str,
+) -> Result<usize, ConfigError> {
+    parse_in_range(value, min..=max).ok_or_else(|| ConfigError {
+        variable,
+        message: format!("{} is not a {what} from {min} to {max}", quote(value)),
+    })
 }
 
 fn parse_in_range<T: std::str::FromStr + PartialOrd>(
@@ -591,6 +654,11 @@ pub fn default_workers() -> usize {
         .map_or(1, std::num::NonZeroUsize::get)
         .saturating_mul(4)
         .clamp(MIN_DEFAULT_WORKERS, MAX_WORKERS)
+}
+
+/// Returns the default `HASH_THREADS`: one per available core.
+pub fn default_hash_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 fn process_var(name: &'static str) -> Result<Option<String>, ConfigError> {
@@ -760,6 +828,35 @@ mod tests {
         assert_eq!(config.workers, default_workers());
         assert_eq!(config.bcrypt_cost, 12);
         assert_eq!(config.log_filter, None);
+        assert_eq!(config.hash_threads, default_hash_threads());
+        assert_eq!(config.hash_queue_size, 64);
+        assert_eq!(
+            config.hash_queue_timeout,
+            std::time::Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn the_hashing_pool_settings_are_read_and_bounded() {
+        let set = config(&[
+            ("HASH_THREADS", "3"),
+            ("HASH_QUEUE_SIZE", "0"),
+            ("HASH_QUEUE_TIMEOUT", "2"),
+        ])
+        .unwrap();
+        assert_eq!(set.hash_threads, 3);
+        assert_eq!(set.hash_queue_size, 0);
+        assert_eq!(set.hash_queue_timeout, std::time::Duration::from_secs(2));
+        for (name, value) in [
+            ("HASH_THREADS", "0"),
+            ("HASH_THREADS", "many"),
+            ("HASH_QUEUE_SIZE", "-1"),
+            ("HASH_QUEUE_TIMEOUT", "0"),
+        ] {
+            let err = refusal(&[(name, value)]);
+            assert_eq!(err.variable, name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -23,6 +23,9 @@ Configuration comes from the environment and from a .env file in the working dir
   HOST, PORT                       listen address, default 127.0.0.1 and 8000
   WORKERS                          request worker threads, default 4 per core (at least 8)
   BCRYPT_COST                      4-31, default 12
+  HASH_THREADS                     threads computing bcrypt hashes, default one per core
+  HASH_QUEUE_SIZE                  hashes that may wait for a thread (then 503), default 64
+  HASH_QUEUE_TIMEOUT               seconds a hash may wait before 503, default 10
   RUST_LOG                         log filter, default info (e.g. warn, debug, access=off)
 
 Routes: POST /auth/register, POST /auth/login, GET /auth/me, GET /health

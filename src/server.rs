@@ -28,12 +28,6 @@ const WORKER_POLL: Duration = Duration::from_millis(100);
 /// How long a graceful shutdown waits for requests that are still arriving.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Queued hashing jobs allowed per hashing thread before new ones are refused with 503.
-const HASH_QUEUE_PER_THREAD: usize = 32;
-
-/// The longest a request may wait in the hashing queue; past it, it gets 503, not a late answer.
-const HASH_QUEUE_DEADLINE: Duration = Duration::from_secs(10);
-
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -86,6 +80,8 @@ struct Shared {
     stopping: AtomicBool,
     /// Set when shutdown begins: past it, requests still arriving are no longer waited for.
     drain_deadline: OnceLock<Instant>,
+    /// The longest a request may wait for a hashing thread.
+    hash_queue_timeout: Duration,
 }
 
 /// A running backnd-api server. Dropping it shuts it down gracefully, as [`Server::shutdown`].
@@ -102,7 +98,7 @@ pub struct Server {
 /// Used by `main` and by the tests alike; `PORT=0` picks a free port, which
 /// [`Server::local_addr`] reports.
 pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
-    let hash_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hash_threads = config.hash_threads.max(1);
     let workers = config.workers.max(1);
     // Every worker and hasher may hold a connection at once.
     let state = open_state(config, workers + hash_threads)?;
@@ -113,9 +109,11 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         state,
         stopping: AtomicBool::new(false),
         drain_deadline: OnceLock::new(),
+        hash_queue_timeout: config.hash_queue_timeout,
     });
 
-    let (hash_queue, hash_jobs) = sync_channel::<Job>(hash_threads * HASH_QUEUE_PER_THREAD);
+    // A zero-size queue is a rendezvous: a job is taken only by a hashing thread that is free.
+    let (hash_queue, hash_jobs) = sync_channel::<Job>(config.hash_queue_size);
     let hash_jobs = Arc::new(Mutex::new(hash_jobs));
     let mut server = Server {
         addr,
@@ -319,6 +317,12 @@ fn run_handler(
 }
 
 fn hasher_loop(shared: &Shared, jobs: &Mutex<Receiver<Job>>) {
+    // Hashing is the one slow thing the service does: at a lower priority a worker with a
+    // cheap request preempts it at once, yet under a flood of cheap requests it still gets
+    // about a tenth of the CPU rather than none.
+    if let Err(err) = lower_priority() {
+        log::warn!("could not lower the hashing thread's priority: {err:?}");
+    }
     loop {
         // Holding the lock while waiting is fine: whoever holds it takes the next job.
         let job = match jobs.lock() {
@@ -326,7 +330,7 @@ fn hasher_loop(shared: &Shared, jobs: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let response = if job.queued_at.elapsed() > HASH_QUEUE_DEADLINE {
+        let response = if job.queued_at.elapsed() > shared.hash_queue_timeout {
             ApiError::Unavailable {
                 detail: "Service Unavailable: the request waited too long, try again shortly",
                 retry_after: Some(1),
@@ -340,6 +344,16 @@ fn hasher_loop(shared: &Shared, jobs: &Mutex<Receiver<Job>>) {
         };
         respond(shared, job.request, response, &job.log);
     }
+}
+
+/// Sets the calling thread to niceness 10 (thread-priority spreads its 0..=99 scale over
+/// niceness 19..=-20, so 21 lands on 10).
+fn lower_priority() -> std::result::Result<(), thread_priority::Error> {
+    let niceness_10 = thread_priority::ThreadPriorityValue::try_from(21u8)
+        .map_err(|_| thread_priority::Error::Priority("21 is within 0..=99"))?;
+    thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Crossplatform(
+        niceness_10,
+    ))
 }
 
 fn panicked(panic: &(dyn std::any::Any + Send)) -> ApiError {

@@ -7,6 +7,7 @@ mod concurrency;
 mod docs;
 mod errors;
 mod fixture;
+mod hashing;
 mod health;
 mod instances;
 mod login;
