@@ -9,14 +9,14 @@
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, DatabaseConfig};
 use crate::db::{Db, DbError, PoolOptions};
 use crate::error::{ApiError, Result};
+use crate::hash_queue::{HashQueue, Next, Queued};
 use crate::http::{self, ApiResponse, HttpRequest};
 use crate::routes::{self, Deferred, Reply};
 use crate::security::TokenKeys;
@@ -80,8 +80,14 @@ struct Shared {
     stopping: AtomicBool,
     /// Set when shutdown begins: past it, requests still arriving are no longer waited for.
     drain_deadline: OnceLock<Instant>,
-    /// The longest a request may wait for a hashing thread.
-    hash_queue_timeout: Duration,
+    /// Requests waiting for a hashing thread.
+    hash_queue: HashQueue<Job>,
+}
+
+impl Queued for Job {
+    fn queued_at(&self) -> Instant {
+        self.queued_at
+    }
 }
 
 /// A running backnd-api server. Dropping it shuts it down gracefully, as [`Server::shutdown`].
@@ -89,7 +95,7 @@ pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    hash_queue: Option<SyncSender<Job>>,
+    /// The hashing threads and the thread that enforces their queue's deadline.
     hashers: Vec<JoinHandle<()>>,
 }
 
@@ -109,33 +115,35 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         state,
         stopping: AtomicBool::new(false),
         drain_deadline: OnceLock::new(),
-        hash_queue_timeout: config.hash_queue_timeout,
+        hash_queue: HashQueue::new(config.hash_queue_size, config.hash_queue_timeout),
     });
 
-    // A zero-size queue is a rendezvous: a job is taken only by a hashing thread that is free.
-    let (hash_queue, hash_jobs) = sync_channel::<Job>(config.hash_queue_size);
-    let hash_jobs = Arc::new(Mutex::new(hash_jobs));
     let mut server = Server {
         addr,
         shared: shared.clone(),
         workers: Vec::new(),
-        hash_queue: Some(hash_queue.clone()),
         hashers: Vec::new(),
     };
     for i in 0..hash_threads {
-        let (shared, jobs) = (shared.clone(), hash_jobs.clone());
+        let shared = shared.clone();
         server
             .hashers
             .push(start_thread(format!("hasher-{i}"), move || {
-                hasher_loop(&shared, &jobs)
+                hasher_loop(&shared)
             })?);
     }
+    let watcher = shared.clone();
+    server
+        .hashers
+        .push(start_thread("hash-deadlines".to_owned(), move || {
+            deadline_loop(&watcher)
+        })?);
     for i in 0..workers {
-        let (shared, queue) = (shared.clone(), hash_queue.clone());
+        let shared = shared.clone();
         server
             .workers
             .push(start_thread(format!("worker-{i}"), move || {
-                worker_loop(&shared, &queue)
+                worker_loop(&shared)
             })?);
     }
     log::info!("listening on http://{addr} ({workers} workers, {hash_threads} hashing threads)");
@@ -219,8 +227,8 @@ impl Server {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
-        // With the workers gone this was the last sender: the hashers finish the queue and end.
-        self.hash_queue = None;
+        // With the workers gone nothing more is queued: the hashers finish the queue and end.
+        self.shared.hash_queue.close();
         for hasher in self.hashers.drain(..) {
             let _ = hasher.join();
         }
@@ -233,10 +241,10 @@ impl Drop for Server {
     }
 }
 
-fn worker_loop(shared: &Shared, hash_queue: &SyncSender<Job>) {
+fn worker_loop(shared: &Shared) {
     loop {
         match shared.http.recv_timeout(WORKER_POLL) {
-            Ok(Some(request)) => handle(shared, hash_queue, request),
+            Ok(Some(request)) => handle(shared, request),
             Ok(None) if shared.stopping.load(Ordering::SeqCst) => {
                 if still_arriving(shared) {
                     continue;
@@ -244,7 +252,7 @@ fn worker_loop(shared: &Shared, hash_queue: &SyncSender<Job>) {
                 // A connection queues its request before it stops counting it as arriving, so
                 // with the count at zero one last look at the queue cannot miss a request.
                 match shared.http.try_recv() {
-                    Ok(Some(request)) => handle(shared, hash_queue, request),
+                    Ok(Some(request)) => handle(shared, request),
                     _ => return,
                 }
             }
@@ -265,7 +273,7 @@ fn still_arriving(shared: &Shared) -> bool {
 }
 
 /// Routes one request and answers it, or hands it to the hashing pool.
-fn handle(shared: &Shared, hash_queue: &SyncSender<Job>, mut request: tiny_http::Request) {
+fn handle(shared: &Shared, mut request: tiny_http::Request) {
     let log = AccessLog {
         method: request.method().as_str().to_owned(),
         path: http::path_of(&request).to_owned(),
@@ -281,9 +289,7 @@ fn handle(shared: &Shared, hash_queue: &SyncSender<Job>, mut request: tiny_http:
                 log,
                 queued_at: Instant::now(),
             };
-            if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
-                hash_queue.try_send(job)
-            {
+            if let Err(job) = shared.hash_queue.try_push(job) {
                 let busy = ApiError::Unavailable {
                     detail: "Service Unavailable: too many logins in progress, try again shortly",
                     retry_after: Some(1),
@@ -316,7 +322,7 @@ fn run_handler(
         .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
 }
 
-fn hasher_loop(shared: &Shared, jobs: &Mutex<Receiver<Job>>) {
+fn hasher_loop(shared: &Shared) {
     // Hashing is the one slow thing the service does: at a lower priority a worker with a
     // cheap request preempts it at once, yet under a flood of cheap requests it still gets
     // about a tenth of the CPU rather than none.
@@ -324,26 +330,42 @@ fn hasher_loop(shared: &Shared, jobs: &Mutex<Receiver<Job>>) {
         log::warn!("could not lower the hashing thread's priority: {err:?}");
     }
     loop {
-        // Holding the lock while waiting is fine: whoever holds it takes the next job.
-        let job = match jobs.lock() {
-            Ok(receiver) => receiver.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = job else { return };
-        let response = if job.queued_at.elapsed() > shared.hash_queue_timeout {
-            ApiError::Unavailable {
-                detail: "Service Unavailable: the request waited too long, try again shortly",
-                retry_after: Some(1),
+        let job = match shared.hash_queue.next() {
+            Next::Run(job) => job,
+            Next::Expired(job) => {
+                answer_too_late(shared, job);
+                continue;
             }
-            .into_response()
-        } else {
-            let work = job.work;
-            catch_unwind(AssertUnwindSafe(|| work(&shared.state)))
-                .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
-                .unwrap_or_else(ApiError::into_response)
+            Next::Closed => return,
         };
+        let started = Instant::now();
+        let work = job.work;
+        let response = catch_unwind(AssertUnwindSafe(|| work(&shared.state)))
+            .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
+            .unwrap_or_else(ApiError::into_response);
+        shared.hash_queue.record_hash(started.elapsed());
         respond(shared, job.request, response, &job.log);
     }
+}
+
+/// Answers, while every hashing thread is busy, the queued requests that can no longer be
+/// served within `HASH_QUEUE_TIMEOUT`.
+fn deadline_loop(shared: &Shared) {
+    while !shared.hash_queue.finished() {
+        let (expired, next_check) = shared.hash_queue.take_expired();
+        for job in expired {
+            answer_too_late(shared, job);
+        }
+        shared.hash_queue.pause(next_check);
+    }
+}
+
+fn answer_too_late(shared: &Shared, job: Job) {
+    let busy = ApiError::Unavailable {
+        detail: "Service Unavailable: the request waited too long, try again shortly",
+        retry_after: Some(1),
+    };
+    respond(shared, job.request, busy.into_response(), &job.log);
 }
 
 /// Sets the calling thread to niceness 10 (thread-priority spreads its 0..=99 scale over
