@@ -1,6 +1,6 @@
 # The commands README.md shows. `make test` is what CI runs (through .ci/run).
 SHELL := /bin/bash
-.PHONY: run test test-sqlite test-postgres test-contract test-browser lint fmt release
+.PHONY: run test test-sqlite test-postgres test-contract test-browser bench lint fmt release
 
 # The PostgreSQL suite uses TEST_POSTGRES_URL, or this when a server answers on the default port.
 DEFAULT_TEST_POSTGRES_URL := postgresql://postgres@127.0.0.1:5432/test
@@ -40,6 +40,13 @@ test-browser:
 		(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund); \
 	fi
 	@node tests/browser/docs.test.mjs
+
+# Speed and footprint (README "Performance"): criterion micro-benchmarks, then the release
+# binary under wrk, one scenario at a time, with each target printed beside its figure.
+bench:
+	cargo build --release
+	cargo bench --bench micro -- --quick
+	python3 bench/run.py
 
 lint:
 	cargo fmt --all -- --check
