@@ -91,8 +91,8 @@ pub struct Config {
     /// Logins and registrations that may wait for a hashing thread (`HASH_QUEUE_SIZE`); past
     /// that they are refused at once with 503 and `Retry-After`.
     pub hash_queue_size: usize,
-    /// The longest a request may wait for a hashing thread (`HASH_QUEUE_TIMEOUT`, seconds);
-    /// past it, it gets 503 rather than a late answer.
+    /// Within how long a login or registration is answered (`HASH_QUEUE_TIMEOUT`, seconds):
+    /// one that can no longer be hashed in time gets 503 rather than a late answer.
     pub hash_queue_timeout: std::time::Duration,
 }
 

@@ -25,7 +25,7 @@ Configuration comes from the environment and from a .env file in the working dir
   BCRYPT_COST                      4-31, default 12
   HASH_THREADS                     threads computing bcrypt hashes, default one per core
   HASH_QUEUE_SIZE                  hashes that may wait for a thread (then 503), default 64
-  HASH_QUEUE_TIMEOUT               seconds a hash may wait before 503, default 10
+  HASH_QUEUE_TIMEOUT               seconds within which a hash is answered (else 503), default 10
   RUST_LOG                         log filter, default info (e.g. warn, debug, access=off)
 
 Routes: POST /auth/register, POST /auth/login, GET /auth/me, GET /health

@@ -9,7 +9,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use crate::db::{Db, DbError, PoolOptions};
 use crate::error::{ApiError, Result};
 use crate::hash_queue::{HashQueue, Next, Queued};
 use crate::http::{self, ApiResponse, HttpRequest};
-use crate::routes::{self, Deferred, Reply};
+use crate::routes::{self, Claim, Deferred, Reply};
 use crate::security::TokenKeys;
 use crate::state::AppState;
 
@@ -60,10 +60,48 @@ impl std::error::Error for StartError {}
 
 /// A request waiting for, or running on, the hashing pool.
 struct Job {
-    request: tiny_http::Request,
+    /// The client, until someone answers it: the hashing thread, or the deadline watcher.
+    pending: Slot,
     work: Deferred,
-    log: AccessLog,
     queued_at: Instant,
+}
+
+/// A request not yet answered, and what its access-log line needs.
+struct Pending {
+    request: tiny_http::Request,
+    log: AccessLog,
+}
+
+/// Whoever takes the request out answers it; it is taken exactly once.
+type Slot = Arc<Mutex<Option<Pending>>>;
+
+fn take(slot: &Slot) -> Option<Pending> {
+    // Only `take` touches the slot, so a poisoned lock still holds a sound value.
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+/// A job being hashed, and when its client must have been answered.
+struct Running {
+    deadline: Instant,
+    slot: Slot,
+}
+
+/// The hashing thread's side of [`Claim`]: taking the request makes it this thread's to answer.
+struct HasherClaim<'a> {
+    slot: &'a Slot,
+    claimed: std::cell::RefCell<Option<Pending>>,
+}
+
+impl Claim for HasherClaim<'_> {
+    fn claim(&self) -> bool {
+        if self.claimed.borrow().is_some() {
+            return true;
+        }
+        let taken = take(self.slot);
+        let claimed = taken.is_some();
+        *self.claimed.borrow_mut() = taken;
+        claimed
+    }
 }
 
 /// What the access log line needs, captured before the request is consumed.
@@ -82,6 +120,10 @@ struct Shared {
     drain_deadline: OnceLock<Instant>,
     /// Requests waiting for a hashing thread.
     hash_queue: HashQueue<Job>,
+    /// Requests being hashed, watched for their deadline.
+    running: Mutex<Vec<Running>>,
+    /// Within how long a hashing request must be answered.
+    hash_timeout: Duration,
 }
 
 impl Queued for Job {
@@ -116,6 +158,8 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         stopping: AtomicBool::new(false),
         drain_deadline: OnceLock::new(),
         hash_queue: HashQueue::new(config.hash_queue_size, config.hash_queue_timeout),
+        running: Mutex::new(Vec::new()),
+        hash_timeout: config.hash_queue_timeout,
     });
 
     let mut server = Server {
@@ -284,17 +328,19 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         Err(err) => respond(shared, request, err.into_response(), &log),
         Ok(Reply::Deferred(work)) => {
             let job = Job {
-                request,
+                pending: Arc::new(Mutex::new(Some(Pending { request, log }))),
                 work,
-                log,
                 queued_at: Instant::now(),
             };
             if let Err(job) = shared.hash_queue.try_push(job) {
-                let busy = ApiError::Unavailable {
-                    detail: "Service Unavailable: too many logins in progress, try again shortly",
-                    retry_after: Some(1),
-                };
-                respond(shared, job.request, busy.into_response(), &job.log);
+                if let Some(pending) = take(&job.pending) {
+                    let busy = ApiError::Unavailable {
+                        detail:
+                            "Service Unavailable: too many logins in progress, try again shortly",
+                        retry_after: Some(1),
+                    };
+                    respond(shared, pending.request, busy.into_response(), &pending.log);
+                }
             }
         }
     }
@@ -333,39 +379,76 @@ fn hasher_loop(shared: &Shared) {
         let job = match shared.hash_queue.next() {
             Next::Run(job) => job,
             Next::Expired(job) => {
-                answer_too_late(shared, job);
+                answer_too_late(shared, take(&job.pending));
                 continue;
             }
             Next::Closed => return,
         };
+        running(shared).push(Running {
+            deadline: job.queued_at + shared.hash_timeout,
+            slot: job.pending.clone(),
+        });
         let started = Instant::now();
+        let claim = HasherClaim {
+            slot: &job.pending,
+            claimed: std::cell::RefCell::new(None),
+        };
         let work = job.work;
-        let response = catch_unwind(AssertUnwindSafe(|| work(&shared.state)))
+        let response = catch_unwind(AssertUnwindSafe(|| work(&shared.state, &claim)))
             .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
             .unwrap_or_else(ApiError::into_response);
         shared.hash_queue.record_hash(started.elapsed());
-        respond(shared, job.request, response, &job.log);
+        if claim.claim() {
+            if let Some(pending) = claim.claimed.into_inner() {
+                respond(shared, pending.request, response, &pending.log);
+            }
+        } else {
+            log::debug!("a hash finished after its client was answered 503");
+        }
     }
 }
 
-/// Answers, while every hashing thread is busy, the queued requests that can no longer be
-/// served within `HASH_QUEUE_TIMEOUT`.
+fn running(shared: &Shared) -> std::sync::MutexGuard<'_, Vec<Running>> {
+    // Entries are only pushed and dropped, so a poisoned lock still holds a sound list.
+    shared.running.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Answers `503` to every hashing request that can no longer be served within
+/// `HASH_QUEUE_TIMEOUT`: queued ones that could not start in time, and running ones whose
+/// deadline has come (their hash goes on, but its result is dropped).
 fn deadline_loop(shared: &Shared) {
     while !shared.hash_queue.finished() {
-        let (expired, next_check) = shared.hash_queue.take_expired();
-        for job in expired {
-            answer_too_late(shared, job);
+        let (expired, mut next_check) = shared.hash_queue.take_expired();
+        let mut late: Vec<Pending> = expired
+            .iter()
+            .filter_map(|job| take(&job.pending))
+            .collect();
+        let now = Instant::now();
+        running(shared).retain(|job| {
+            if now >= job.deadline {
+                late.extend(take(&job.slot));
+                return false;
+            }
+            let waiting = job.slot.lock().map(|s| s.is_some()).unwrap_or(false);
+            if waiting {
+                next_check = next_check.min(job.deadline - now);
+            }
+            waiting
+        });
+        for pending in late {
+            answer_too_late(shared, Some(pending));
         }
         shared.hash_queue.pause(next_check);
     }
 }
 
-fn answer_too_late(shared: &Shared, job: Job) {
+fn answer_too_late(shared: &Shared, pending: Option<Pending>) {
+    let Some(pending) = pending else { return };
     let busy = ApiError::Unavailable {
         detail: "Service Unavailable: the request waited too long, try again shortly",
         retry_after: Some(1),
     };
-    respond(shared, job.request, busy.into_response(), &job.log);
+    respond(shared, pending.request, busy.into_response(), &pending.log);
 }
 
 /// Sets the calling thread to niceness 10 (thread-priority spreads its 0..=99 scale over

@@ -1,6 +1,6 @@
 //! `/auth/register`, `/auth/login` and `/auth/me`: the FastAPI service's `routers/auth.py`.
 
-use super::Reply;
+use super::{Claim, Reply};
 use crate::db::NewUserRow;
 use crate::error::{ApiError, Result};
 use crate::http::{ApiResponse, HttpRequest};
@@ -47,18 +47,27 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     if state.db.find_user_by_email(&new.email)?.is_some() {
         return Err(ApiError::Conflict("Email already registered"));
     }
-    Ok(Reply::Deferred(Box::new(move |state: &AppState| {
-        let hash = security::hash_password(&new.password, state.bcrypt_cost)
-            .map_err(ApiError::internal)?;
-        let user = state.db.insert_user(&NewUserRow {
-            name: &new.name,
-            phone: &new.phone,
-            image_url: new.image_url.as_deref(),
-            email: &new.email,
-            password_hash: &hash,
-        })?;
-        Ok(ApiResponse::json(201, &UserResponse::from(user)))
-    })))
+    Ok(Reply::Deferred(Box::new(
+        move |state: &AppState, claim: &dyn Claim| {
+            let hash = security::hash_password(&new.password, state.bcrypt_cost)
+                .map_err(ApiError::internal)?;
+            if !claim.claim() {
+                // The client was told 503 while this hash ran; it must not be registered now.
+                return Err(ApiError::Unavailable {
+                    detail: "Service Unavailable: the request waited too long, try again shortly",
+                    retry_after: Some(1),
+                });
+            }
+            let user = state.db.insert_user(&NewUserRow {
+                name: &new.name,
+                phone: &new.phone,
+                image_url: new.image_url.as_deref(),
+                email: &new.email,
+                password_hash: &hash,
+            })?;
+            Ok(ApiResponse::json(201, &UserResponse::from(user)))
+        },
+    )))
 }
 
 /// Log in: get an access token.
@@ -95,26 +104,30 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let credentials = schemas::parse_login(&request.body, request.header("Content-Type"))
         .map_err(ApiError::Validation)?;
     let user = state.db.find_user_by_email(&credentials.email)?;
-    Ok(Reply::Deferred(Box::new(move |state: &AppState| {
-        let stored_hash = user.as_ref().map(|u| u.password_hash.as_str());
-        let matches =
-            security::verify_password(&credentials.password, stored_hash, state.bcrypt_cost)
-                .map_err(|e| ApiError::internal(format!("stored password hash unreadable: {e}")))?;
-        let user = match user {
-            Some(user) if matches => user,
-            _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
-        };
-        let access_token = state.tokens.issue(user.id).map_err(ApiError::internal)?;
-        Ok(ApiResponse::json(
-            200,
-            &TokenResponse {
-                access_token,
-                token_type: "bearer",
-                expires_in: state.tokens.lifetime_seconds(),
-                user: UserResponse::from(user),
-            },
-        ))
-    })))
+    Ok(Reply::Deferred(Box::new(
+        move |state: &AppState, _claim: &dyn Claim| {
+            let stored_hash = user.as_ref().map(|u| u.password_hash.as_str());
+            let matches =
+                security::verify_password(&credentials.password, stored_hash, state.bcrypt_cost)
+                    .map_err(|e| {
+                        ApiError::internal(format!("stored password hash unreadable: {e}"))
+                    })?;
+            let user = match user {
+                Some(user) if matches => user,
+                _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
+            };
+            let access_token = state.tokens.issue(user.id).map_err(ApiError::internal)?;
+            Ok(ApiResponse::json(
+                200,
+                &TokenResponse {
+                    access_token,
+                    token_type: "bearer",
+                    expires_in: state.tokens.lifetime_seconds(),
+                    user: UserResponse::from(user),
+                },
+            ))
+        },
+    )))
 }
 
 /// The current user.
