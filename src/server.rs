@@ -25,6 +25,10 @@ use crate::state::AppState;
 /// How often an idle worker looks up from its queue to see whether the server is stopping.
 const WORKER_POLL: Duration = Duration::from_millis(100);
 
+/// How much before its `HASH_QUEUE_TIMEOUT` a running hash's client is answered 503, so that
+/// waking the watcher and writing the answer still land within the timeout on a busy machine.
+const ANSWER_MARGIN: Duration = Duration::from_millis(50);
+
 /// How long a graceful shutdown waits for requests that are still arriving.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -385,7 +389,7 @@ fn hasher_loop(shared: &Shared) {
             Next::Closed => return,
         };
         running(shared).push(Running {
-            deadline: job.queued_at + shared.hash_timeout,
+            deadline: job.queued_at + shared.hash_timeout.saturating_sub(ANSWER_MARGIN),
             slot: job.pending.clone(),
         });
         let started = Instant::now();

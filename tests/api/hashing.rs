@@ -87,3 +87,26 @@ fn a_login_that_waits_past_the_queue_timeout_gets_503_instead_of_a_late_answer()
     }
     assert!(responses.iter().all(|r| r.status == 200 || r.status == 503));
 }
+
+#[test]
+fn a_registration_answered_503_at_its_deadline_is_not_stored_when_its_hash_ends() {
+    // Pick a cost whose hash takes about three seconds here, three times the timeout.
+    let started = Instant::now();
+    backnd_api::security::hash_password("calibration", 8).expect("hash");
+    let cost_8 = started.elapsed().as_secs_f64().max(1e-4);
+    let cost = (8 + (3.0 / cost_8).log2().ceil() as u32).clamp(8, 16);
+    let cost = cost.to_string();
+    let mut app = spawn_app_with(&[
+        ("HASH_THREADS", "1"),
+        ("HASH_QUEUE_TIMEOUT", "1"),
+        ("BCRYPT_COST", &cost),
+    ]);
+    let response = app.register(&crate::helpers::valid_registration(
+        "late@example.com",
+        "correct horse",
+    ));
+    assert_busy(&response, "waited too long");
+    // Stopping waits for the hash in progress to end; only then is the outcome final.
+    app.stop();
+    assert_eq!(crate::helpers::count_users(&app), 0);
+}
