@@ -571,13 +571,7 @@ fn parse_port(value: &str) -> Result<u16, ConfigError> {
 }
 
 fn parse_workers(value: &str) -> Result<usize, ConfigError> {
-    parse_in_range(value, 1..=MAX_WORKERS).ok_or_else(|| ConfigError {
-        variable: "WORKERS",
-        message: format!(
-            "{} is not a worker count from 1 to {MAX_WORKERS}",
-            quote(value)
-        ),
-    })
+    parse_count("WORKERS", value, 1, MAX_WORKERS, "worker count")
 }
 
 fn parse_bcrypt_cost(value: &str) -> Result<u32, ConfigError> {

@@ -30,8 +30,8 @@ pub enum Next<J> {
 
 struct State<J> {
     jobs: VecDeque<J>,
-    /// Hashing threads blocked in `next`, each ready to take a job at once.
-    idle: usize,
+    /// Hashing threads working on a job (between `next` handing one out and `done`).
+    busy: usize,
     closed: bool,
 }
 
@@ -42,23 +42,26 @@ pub struct HashQueue<J> {
     /// Wakes the watcher early when the queue closes.
     closing: Condvar,
     capacity: usize,
+    threads: usize,
     timeout: Duration,
     /// A running average of how long a hash takes, in microseconds (0 until one is measured).
     typical_hash_us: AtomicU64,
 }
 
 impl<J: Queued> HashQueue<J> {
-    /// Creates a queue holding up to `capacity` waiting jobs, each answered within `timeout`.
-    pub fn new(capacity: usize, timeout: Duration) -> HashQueue<J> {
+    /// Creates a queue for `threads` hashing threads, holding up to `capacity` jobs beyond
+    /// those the free threads are about to take, each answered within `timeout`.
+    pub fn new(threads: usize, capacity: usize, timeout: Duration) -> HashQueue<J> {
         HashQueue {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
-                idle: 0,
+                busy: 0,
                 closed: false,
             }),
             ready: Condvar::new(),
             closing: Condvar::new(),
             capacity,
+            threads,
             timeout,
             typical_hash_us: AtomicU64::new(0),
         }
@@ -75,7 +78,8 @@ impl<J: Queued> HashQueue<J> {
     /// Queues a job, or hands it back when the queue is full or closed.
     pub fn try_push(&self, job: J) -> Result<(), J> {
         let mut state = self.lock();
-        if state.closed || state.jobs.len() >= self.capacity + state.idle {
+        let free = self.threads.saturating_sub(state.busy);
+        if state.closed || state.jobs.len() >= self.capacity + free {
             return Err(job);
         }
         state.jobs.push_back(job);
@@ -85,26 +89,43 @@ impl<J: Queued> HashQueue<J> {
     }
 
     /// Blocks until there is a job for a hashing thread, or the queue is closed and drained.
+    /// A thread given [`Next::Run`] counts as busy until it calls [`HashQueue::done`].
     pub fn next(&self) -> Next<J> {
         let mut state = self.lock();
         loop {
             if let Some(job) = state.jobs.pop_front() {
-                return if self.too_late(&job, Instant::now()) {
-                    Next::Expired(job)
-                } else {
-                    Next::Run(job)
-                };
+                if self.too_late(&job, Instant::now()) {
+                    return Next::Expired(job);
+                }
+                state.busy += 1;
+                return Next::Run(job);
             }
             if state.closed {
                 return Next::Closed;
             }
-            state.idle += 1;
             state = self
                 .ready
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            state.idle -= 1;
         }
+    }
+
+    /// Marks the calling thread free again after a job from [`Next::Run`] that took `took`
+    /// (which feeds the estimate of when a job must start).
+    pub fn done(&self, took: Duration) {
+        let mut state = self.lock();
+        state.busy = state.busy.saturating_sub(1);
+        drop(state);
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let old = self.typical_hash_us.load(Ordering::Relaxed);
+        // An average over the last few hashes: quick to follow a change in load, steady enough
+        // not to swing on one outlier.
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 3 + sample) / 4
+        };
+        self.typical_hash_us.store(new, Ordering::Relaxed);
     }
 
     /// Takes out the jobs at the front that can no longer be answered in time, and says how
@@ -128,20 +149,6 @@ impl<J: Queued> HashQueue<J> {
             .unwrap_or(self.timeout)
             .clamp(Duration::from_millis(5), Duration::from_millis(250));
         (expired, next_check)
-    }
-
-    /// Records how long a hash took, for the estimate of when a job must start.
-    pub fn record_hash(&self, took: Duration) {
-        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let old = self.typical_hash_us.load(Ordering::Relaxed);
-        // An average over the last few hashes: quick to follow a change in load, steady enough
-        // not to swing on one outlier.
-        let new = if old == 0 {
-            sample
-        } else {
-            (old * 3 + sample) / 4
-        };
-        self.typical_hash_us.store(new, Ordering::Relaxed);
     }
 
     /// Closes the queue: nothing more is accepted, and hashing threads end once it is empty.
@@ -196,32 +203,39 @@ mod tests {
 
     #[test]
     fn a_full_queue_hands_the_job_back() {
-        let queue = HashQueue::new(2, Duration::from_secs(10));
-        assert!(queue.try_push(Job(Instant::now())).is_ok());
-        assert!(queue.try_push(Job(Instant::now())).is_ok());
+        // One free thread and room for two: the fourth job is refused.
+        let queue = HashQueue::new(1, 2, Duration::from_secs(10));
+        for _ in 0..3 {
+            assert!(queue.try_push(Job(Instant::now())).is_ok());
+        }
         assert!(queue.try_push(Job(Instant::now())).is_err());
     }
 
     #[test]
-    fn a_zero_capacity_queue_takes_a_job_only_for_an_idle_thread() {
-        let queue = std::sync::Arc::new(HashQueue::new(0, Duration::from_secs(10)));
+    fn a_zero_capacity_queue_takes_a_job_only_for_a_free_thread() {
+        let queue = HashQueue::new(1, 0, Duration::from_secs(10));
+        assert!(
+            queue.try_push(Job(Instant::now())).is_ok(),
+            "the thread is free"
+        );
         assert!(
             queue.try_push(Job(Instant::now())).is_err(),
-            "no thread is waiting"
+            "it is spoken for"
         );
-        let waiter = queue.clone();
-        let thread = std::thread::spawn(move || matches!(waiter.next(), Next::Run(_)));
-        while queue.lock().idle == 0 {
-            std::thread::yield_now();
-        }
-        assert!(queue.try_push(Job(Instant::now())).is_ok());
-        assert!(thread.join().expect("thread"));
+        assert!(matches!(queue.next(), Next::Run(_)));
+        assert!(queue.try_push(Job(Instant::now())).is_err(), "it is busy");
+        queue.done(Duration::from_millis(1));
+        assert!(
+            queue.try_push(Job(Instant::now())).is_ok(),
+            "it is free again"
+        );
     }
 
     #[test]
     fn jobs_that_can_no_longer_start_in_time_are_taken_out_in_order() {
-        let queue = HashQueue::new(10, Duration::from_millis(100));
-        queue.record_hash(Duration::from_millis(40));
+        let queue = HashQueue::new(1, 10, Duration::from_millis(100));
+        queue.lock().busy = 1; // as if a thread had taken a job
+        queue.done(Duration::from_millis(40));
         let now = Instant::now();
         queue.try_push(Job(now - Duration::from_millis(90))).ok();
         queue.try_push(Job(now - Duration::from_millis(30))).ok();
@@ -235,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_closed_queue_drains_then_ends() {
-        let queue = HashQueue::new(4, Duration::from_secs(10));
+        let queue = HashQueue::new(1, 4, Duration::from_secs(10));
         queue.try_push(Job(Instant::now())).ok();
         queue.close();
         assert!(queue.try_push(Job(Instant::now())).is_err());

@@ -86,23 +86,25 @@ impl ApiResponse {
 
     /// Converts into tiny_http's response type.
     pub(crate) fn into_tiny(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-        let mut response = tiny_http::Response::from_data(self.body)
-            .with_status_code(self.status)
-            .with_header(header("Content-Type", &self.content_type));
-        for (name, value) in &self.headers {
-            response.add_header(header(name, value));
-        }
-        if self.close_connection {
-            response.add_header(header("Connection", "close"));
+        let mut response = tiny_http::Response::from_data(self.body).with_status_code(self.status);
+        let connection = self.close_connection.then_some(("Connection", "close"));
+        let headers = [("Content-Type", self.content_type.as_str())]
+            .into_iter()
+            .chain(
+                self.headers
+                    .iter()
+                    .map(|(name, value)| (*name, value.as_str())),
+            )
+            .chain(connection);
+        for (name, value) in headers {
+            // Names and values are ours and ASCII; one that is not is a bug, dropped not sent.
+            match tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                Ok(header) => response.add_header(header),
+                Err(()) => log::error!("dropped an invalid response header {name:?}"),
+            }
         }
         response
     }
-}
-
-/// Builds a header from parts that are ASCII by construction (names and values are ours).
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .unwrap_or_else(|()| tiny_http::Header::from_bytes("X-Invalid-Header", "1").expect("ASCII"))
 }
 
 /// Reads the request body, refusing with 413 anything over [`MAX_BODY_BYTES`]: at once when the

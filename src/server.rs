@@ -161,7 +161,11 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         state,
         stopping: AtomicBool::new(false),
         drain_deadline: OnceLock::new(),
-        hash_queue: HashQueue::new(config.hash_queue_size, config.hash_queue_timeout),
+        hash_queue: HashQueue::new(
+            hash_threads,
+            config.hash_queue_size,
+            config.hash_queue_timeout,
+        ),
         running: Mutex::new(Vec::new()),
         hash_timeout: config.hash_queue_timeout,
     });
@@ -401,7 +405,7 @@ fn hasher_loop(shared: &Shared) {
         let response = catch_unwind(AssertUnwindSafe(|| work(&shared.state, &claim)))
             .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
             .unwrap_or_else(ApiError::into_response);
-        shared.hash_queue.record_hash(started.elapsed());
+        shared.hash_queue.done(started.elapsed());
         if claim.claim() {
             if let Some(pending) = claim.claimed.into_inner() {
                 respond(shared, pending.request, response, &pending.log);

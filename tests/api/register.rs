@@ -80,7 +80,7 @@ fn a_new_users_timestamps_are_rfc3339_utc_ending_in_z_and_equal() {
 fn the_stored_password_is_a_bcrypt_hash_not_the_password() {
     let app = spawn_app();
     app.register_user("ada@example.com", "correct horse");
-    let hash = app.db.scalar_string("SELECT password_hash FROM users");
+    let hash = app.db.scalar::<String>("SELECT password_hash FROM users");
     assert!(
         hash.starts_with("$2b$04$"),
         "bcrypt at the configured cost: {hash}"
@@ -185,7 +185,7 @@ fn the_email_is_trimmed_and_stored_lower_case() {
         response.json["email"],
         json!("ada.lovelace+notes@example.com")
     );
-    let stored = app.db.scalar_string("SELECT email FROM users");
+    let stored = app.db.scalar::<String>("SELECT email FROM users");
     assert_eq!(stored, "ada.lovelace+notes@example.com");
 }
 

@@ -83,7 +83,7 @@ fn a_request_in_flight_when_stop_is_called_still_gets_its_answer() {
         .recv_timeout(Duration::from_secs(30))
         .expect("stop() returns once the in-flight request is answered");
     let app = stopper.join().expect("stop thread");
-    let stored = db.scalar_i64("SELECT count(*) FROM users WHERE email = 'ada@example.com'");
+    let stored = db.scalar::<i64>("SELECT count(*) FROM users WHERE email = 'ada@example.com'");
     assert_eq!(stored, 1, "the answered registration was committed");
     drop(app);
 }

@@ -195,22 +195,11 @@ impl TestDb {
         conn
     }
 
-    /// Runs a query returning one integer (e.g. `SELECT count(*) FROM users`).
-    pub fn scalar_i64(&self, sql: &str) -> i64 {
-        match self {
-            TestDb::Sqlite(path) => Self::sqlite(path)
-                .query_row(sql, [], |row| row.get(0))
-                .unwrap_or_else(|e| panic!("{sql}: {e}")),
-            TestDb::Postgres { .. } => self
-                .postgres()
-                .query_one(sql, &[])
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .get(0),
-        }
-    }
-
-    /// Runs a query returning one string.
-    pub fn scalar_string(&self, sql: &str) -> String {
+    /// Runs a query returning one value (e.g. `SELECT count(*) FROM users` as `i64`).
+    pub fn scalar<T>(&self, sql: &str) -> T
+    where
+        T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a>,
+    {
         match self {
             TestDb::Sqlite(path) => Self::sqlite(path)
                 .query_row(sql, [], |row| row.get(0))
@@ -239,7 +228,7 @@ impl TestDb {
 
     /// Counts the stored users.
     pub fn count_users(&self) -> i64 {
-        self.scalar_i64("SELECT count(*) FROM users")
+        self.scalar::<i64>("SELECT count(*) FROM users")
     }
 
     /// Every stored user in id order, timestamps in SQLite's text layout (a fraction only
