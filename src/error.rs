@@ -45,6 +45,30 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 503: the database did not answer.
+    pub fn database_unavailable() -> ApiError {
+        ApiError::Unavailable {
+            detail: "Service Unavailable: the database is not answering",
+            retry_after: Some(1),
+        }
+    }
+
+    /// 503: the hashing queue is full.
+    pub fn hashing_busy() -> ApiError {
+        ApiError::Unavailable {
+            detail: "Service Unavailable: too many logins in progress, try again shortly",
+            retry_after: Some(1),
+        }
+    }
+
+    /// 503: the request could not be hashed within `HASH_QUEUE_TIMEOUT`.
+    pub fn too_late() -> ApiError {
+        ApiError::Unavailable {
+            detail: "Service Unavailable: the request waited too long, try again shortly",
+            retry_after: Some(1),
+        }
+    }
+
     /// Wraps any failure of ours as a 500 whose cause will be logged, not sent.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         ApiError::Internal(cause.to_string())
@@ -108,10 +132,7 @@ impl From<crate::db::DbError> for ApiError {
             crate::db::DbError::EmailTaken => ApiError::Conflict("Email already registered"),
             crate::db::DbError::Unavailable(cause) => {
                 log::error!("database unavailable: {cause}");
-                ApiError::Unavailable {
-                    detail: "Service Unavailable: the database is not answering",
-                    retry_after: Some(1),
-                }
+                ApiError::database_unavailable()
             }
             crate::db::DbError::Other(cause) => ApiError::Internal(format!("database: {cause}")),
         }

@@ -166,6 +166,11 @@ impl<J: Queued> HashQueue<J> {
         }
     }
 
+    /// Within how long of joining a job's client must be answered.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// True once the queue is closed and every job has been taken.
     pub fn finished(&self) -> bool {
         let state = self.lock();

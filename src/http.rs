@@ -127,11 +127,10 @@ pub(crate) fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, Api
         Ok(_) => Ok(body),
         // The client stopped sending mid-body (or sent broken chunking); nobody is left to
         // read an answer, but give a 400-class one in case someone is.
-        Err(e) => Err(ApiError::Validation(vec![crate::schemas::FieldError {
-            loc: vec!["body".into()],
-            msg: format!("Could not read the request body: {e}"),
-            kind: "body_read".into(),
-            ctx: None,
-        }])),
+        Err(e) => Err(ApiError::Validation(vec![crate::schemas::FieldError::new(
+            vec!["body".into()],
+            format!("Could not read the request body: {e}"),
+            "body_read",
+        )])),
     }
 }

@@ -8,7 +8,6 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -119,15 +118,20 @@ struct AccessLog {
 struct Shared {
     http: tiny_http::Server,
     state: AppState,
-    stopping: AtomicBool,
-    /// Set when shutdown begins: past it, requests still arriving are no longer waited for.
+    /// Set when shutdown begins (so its presence means "stopping"): past it, requests still
+    /// arriving are no longer waited for.
     drain_deadline: OnceLock<Instant>,
     /// Requests waiting for a hashing thread.
     hash_queue: HashQueue<Job>,
     /// Requests being hashed, watched for their deadline.
     running: Mutex<Vec<Running>>,
-    /// Within how long a hashing request must be answered.
-    hash_timeout: Duration,
+}
+
+impl Shared {
+    /// True once shutdown has begun.
+    fn stopping(&self) -> bool {
+        self.drain_deadline.get().is_some()
+    }
 }
 
 impl Queued for Job {
@@ -159,7 +163,6 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
     let shared = Arc::new(Shared {
         http,
         state,
-        stopping: AtomicBool::new(false),
         drain_deadline: OnceLock::new(),
         hash_queue: HashQueue::new(
             hash_threads,
@@ -167,7 +170,6 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
             config.hash_queue_timeout,
         ),
         running: Mutex::new(Vec::new()),
-        hash_timeout: config.hash_queue_timeout,
     });
 
     let mut server = Server {
@@ -275,7 +277,6 @@ impl Server {
             .shared
             .drain_deadline
             .set(Instant::now() + SHUTDOWN_GRACE);
-        self.shared.stopping.store(true, Ordering::SeqCst);
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
@@ -297,7 +298,7 @@ fn worker_loop(shared: &Shared) {
     loop {
         match shared.http.recv_timeout(WORKER_POLL) {
             Ok(Some(request)) => handle(shared, request),
-            Ok(None) if shared.stopping.load(Ordering::SeqCst) => {
+            Ok(None) if shared.stopping() => {
                 if still_arriving(shared) {
                     continue;
                 }
@@ -342,11 +343,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
             };
             if let Err(job) = shared.hash_queue.try_push(job) {
                 if let Some(pending) = take(&job.pending) {
-                    let busy = ApiError::Unavailable {
-                        detail:
-                            "Service Unavailable: too many logins in progress, try again shortly",
-                        retry_after: Some(1),
-                    };
+                    let busy = ApiError::hashing_busy();
                     respond(shared, pending.request, busy.into_response(), &pending.log);
                 }
             }
@@ -393,7 +390,7 @@ fn hasher_loop(shared: &Shared) {
             Next::Closed => return,
         };
         running(shared).push(Running {
-            deadline: job.queued_at + shared.hash_timeout.saturating_sub(ANSWER_MARGIN),
+            deadline: job.queued_at + shared.hash_queue.timeout().saturating_sub(ANSWER_MARGIN),
             slot: job.pending.clone(),
         });
         let started = Instant::now();
@@ -452,11 +449,12 @@ fn deadline_loop(shared: &Shared) {
 
 fn answer_too_late(shared: &Shared, pending: Option<Pending>) {
     let Some(pending) = pending else { return };
-    let busy = ApiError::Unavailable {
-        detail: "Service Unavailable: the request waited too long, try again shortly",
-        retry_after: Some(1),
-    };
-    respond(shared, pending.request, busy.into_response(), &pending.log);
+    respond(
+        shared,
+        pending.request,
+        ApiError::too_late().into_response(),
+        &pending.log,
+    );
 }
 
 /// Sets the calling thread to niceness 10 (thread-priority spreads its 0..=99 scale over
@@ -488,7 +486,7 @@ fn respond(
 ) {
     let client_closes = http::header_value(&request, "Connection")
         .is_some_and(|v| v.to_ascii_lowercase().contains("close"));
-    if client_closes || shared.stopping.load(Ordering::Relaxed) {
+    if client_closes || shared.stopping() {
         response.close_connection = true;
     }
     let status = response.status;

@@ -26,10 +26,15 @@ const SCHEMA_LOCK: i64 = 0x6261_636b_6e64_2d61;
 /// request can never hang on the database.
 const SESSION_SETUP: &str = "SET TIME ZONE 'UTC'; SET statement_timeout = '15s'";
 
-/// The user columns, timestamps formatted as the SQLite backend stores them (UTC).
-const USER_COLUMNS: &str = "id::int8, name, phone, image_url, email, password_hash, \
-     to_char(created_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
-     to_char(updated_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')";
+/// The user columns in the order `user_from_row` reads them, timestamps formatted as the SQLite
+/// backend stores them (UTC). A macro so each statement is one literal, built at compile time.
+macro_rules! user_columns {
+    () => {
+        "id::int8, name, phone, image_url, email, password_hash, \
+         to_char(created_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
+         to_char(updated_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    };
+}
 
 impl From<postgres::Error> for DbError {
     fn from(err: postgres::Error) -> DbError {
@@ -135,17 +140,23 @@ impl PostgresDb {
 
     /// Finds a user by email, compared without regard to case.
     pub fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE lower(email) = lower($1) ORDER BY id LIMIT 1"
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE lower(email) = lower($1) ORDER BY id LIMIT 1"
         );
-        let row = self.conn()?.query_opt(sql.as_str(), &[&email])?;
+        let row = self.conn()?.query_opt(sql, &[&email])?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
     /// Finds a user by id.
     pub fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, DbError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1::int8");
-        let row = self.conn()?.query_opt(sql.as_str(), &[&id])?;
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1::int8"
+        );
+        let row = self.conn()?.query_opt(sql, &[&id])?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
@@ -167,12 +178,13 @@ impl PostgresDb {
         if taken {
             return Err(DbError::EmailTaken);
         }
-        let sql = format!(
-            "INSERT INTO users (name, phone, image_url, email, password_hash)
-             VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLUMNS}"
+        let sql = concat!(
+            "INSERT INTO users (name, phone, image_url, email, password_hash) ",
+            "VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            user_columns!()
         );
         let row = tx.query_one(
-            sql.as_str(),
+            sql,
             &[
                 &user.name,
                 &user.phone,

@@ -13,6 +13,14 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{to_rfc3339, DbError, NewUserRow, PoolOptions, UserRow};
 
+/// The user columns in the order `user_from_row` reads them. A macro so each statement is one
+/// literal.
+macro_rules! user_columns {
+    () => {
+        "id, name, phone, image_url, email, password_hash, created_at, updated_at"
+    };
+}
+
 /// The schema, applied at every start without harming existing data.
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -90,20 +98,22 @@ impl SqliteDb {
     /// Finds a user by email, compared without regard to case.
     pub fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, name, phone, image_url, email, password_hash, created_at, updated_at
-             FROM users WHERE lower(email) = lower(?1) ORDER BY id LIMIT 1",
-        )?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE lower(email) = lower(?1) ORDER BY id LIMIT 1"
+        ))?;
         Ok(stmt.query_row(params![email], user_from_row).optional()?)
     }
 
     /// Finds a user by id.
     pub fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, DbError> {
         let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, name, phone, image_url, email, password_hash, created_at, updated_at
-             FROM users WHERE id = ?1",
-        )?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?1"
+        ))?;
         Ok(stmt.query_row(params![id], user_from_row).optional()?)
     }
 
@@ -123,11 +133,11 @@ impl SqliteDb {
         }
         let now = Utc::now().naive_utc().format(SQLITE_TIMESTAMP).to_string();
         let row = tx
-            .prepare_cached(
-                "INSERT INTO users (name, phone, image_url, email, password_hash, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-                 RETURNING id, name, phone, image_url, email, password_hash, created_at, updated_at",
-            )?
+            .prepare_cached(concat!(
+                "INSERT INTO users (name, phone, image_url, email, password_hash, created_at, ",
+                "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING ",
+                user_columns!()
+            ))?
             .query_row(
                 params![
                     user.name,

@@ -53,10 +53,7 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
                 .map_err(ApiError::internal)?;
             if !claim.claim() {
                 // The client was told 503 while this hash ran; it must not be registered now.
-                return Err(ApiError::Unavailable {
-                    detail: "Service Unavailable: the request waited too long, try again shortly",
-                    retry_after: Some(1),
-                });
+                return Err(ApiError::too_late());
             }
             let user = state.db.insert_user(&NewUserRow {
                 name: &new.name,

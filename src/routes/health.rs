@@ -26,10 +26,7 @@ use crate::state::AppState;
 pub fn health(state: &AppState, _request: &HttpRequest<'_>) -> Result<Reply> {
     state.db.ping().map_err(|err| {
         log::warn!("health check failed: {err}");
-        ApiError::Unavailable {
-            detail: "Service Unavailable: the database is not answering",
-            retry_after: Some(1),
-        }
+        ApiError::database_unavailable()
     })?;
     Ok(Reply::Now(ApiResponse::json(
         200,
