@@ -9,8 +9,10 @@ run:
 	cargo run --release
 
 # Everything on SQLite, the integration suite again on PostgreSQL when one is available, the
-# contract test of /openapi.json, and the browser test of /docs.
-test: test-sqlite test-postgres test-contract test-browser
+# contract test of /openapi.json, and the browser test of /docs. One failing suite does not stop
+# the others, so a run reports everything that is wrong; it still fails at the end.
+test:
+	@$(MAKE) --no-print-directory --keep-going test-sqlite test-postgres test-contract test-browser
 
 test-sqlite:
 	cargo test
