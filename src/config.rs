@@ -94,6 +94,22 @@ pub struct Config {
     /// Within how long a login or registration is answered (`HASH_QUEUE_TIMEOUT`, seconds):
     /// one that can no longer be hashed in time gets 503 rather than a late answer.
     pub hash_queue_timeout: std::time::Duration,
+    /// Connections open at once (`MAX_CONNECTIONS`); past it a new one gets 503 and is closed.
+    /// `None` derives it from the open-file limit when the server starts
+    /// ([`default_max_connections`]).
+    pub max_connections: Option<usize>,
+    /// How long a connection may wait for its next request before it is closed
+    /// (`IDLE_TIMEOUT`, seconds).
+    pub idle_timeout: std::time::Duration,
+    /// How long a request's whole head may take once it has begun (`HEADER_TIMEOUT`, seconds);
+    /// past it, 408 and close.
+    pub header_timeout: std::time::Duration,
+    /// How long a request's whole body may take (`BODY_TIMEOUT`, seconds); past it, 408 and
+    /// close.
+    pub body_timeout: std::time::Duration,
+    /// How long writing a whole response may take (`WRITE_TIMEOUT`, seconds); a client that
+    /// does not read it in time is dropped.
+    pub write_timeout: std::time::Duration,
 }
 
 /// A configuration value that stops start-up.
@@ -120,7 +136,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Every variable the service reads, in the order they are checked.
-pub const VARIABLES: [&str; 14] = [
+pub const VARIABLES: [&str; 19] = [
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT",
@@ -134,6 +150,11 @@ pub const VARIABLES: [&str; 14] = [
     "HASH_THREADS",
     "HASH_QUEUE_SIZE",
     "HASH_QUEUE_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "IDLE_TIMEOUT",
+    "HEADER_TIMEOUT",
+    "BODY_TIMEOUT",
+    "WRITE_TIMEOUT",
     "RUST_LOG",
 ];
 
@@ -164,6 +185,17 @@ const DEFAULT_HASH_QUEUE_TIMEOUT_SECS: u64 = 10;
 const MAX_HASH_QUEUE_TIMEOUT_SECS: u64 = 600;
 /// The range the `bcrypt` crate (and the bcrypt format's two-digit cost field) accepts.
 const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
+const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
+const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+const DEFAULT_BODY_TIMEOUT_SECS: u64 = 10;
+const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 10;
+const MAX_IO_TIMEOUT_SECS: u64 = 3600;
+/// Descriptors kept back from connections for everything else: the listener, standard
+/// streams, logs, and a margin for accept itself.
+const RESERVED_DESCRIPTORS: u64 = 64;
+/// Descriptors one database connection may hold: SQLite's file, its WAL and shared memory.
+const DESCRIPTORS_PER_DATABASE_CONNECTION: u64 = 3;
 
 /// SQLAlchemy spellings of SQLite that the FastAPI service's `.env` files may use.
 const SQLITE_SCHEMES: [&str; 3] = ["sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"];
@@ -253,6 +285,24 @@ impl Config {
             }
             None => std::time::Duration::from_secs(DEFAULT_HASH_QUEUE_TIMEOUT_SECS),
         };
+        let max_connections = match get("MAX_CONNECTIONS") {
+            Some(value) => Some(parse_count(
+                "MAX_CONNECTIONS",
+                &value,
+                1,
+                MAX_MAX_CONNECTIONS,
+                "connection count",
+            )?),
+            None => None,
+        };
+        let seconds = |name: &'static str, default: u64| match get(name) {
+            Some(value) => parse_seconds(name, &value, MAX_IO_TIMEOUT_SECS),
+            None => Ok(std::time::Duration::from_secs(default)),
+        };
+        let idle_timeout = seconds("IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT_SECS)?;
+        let header_timeout = seconds("HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT_SECS)?;
+        let body_timeout = seconds("BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT_SECS)?;
+        let write_timeout = seconds("WRITE_TIMEOUT", DEFAULT_WRITE_TIMEOUT_SECS)?;
         let database_connect_timeout = match get("DATABASE_CONNECT_TIMEOUT") {
             Some(value) => parse_connect_timeout(&value)?,
             None => std::time::Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
@@ -273,6 +323,11 @@ impl Config {
             hash_threads,
             hash_queue_size,
             hash_queue_timeout,
+            max_connections,
+            idle_timeout,
+            header_timeout,
+            body_timeout,
+            write_timeout,
         })
     }
 
@@ -650,6 +705,20 @@ pub fn default_workers() -> usize {
         .clamp(MIN_DEFAULT_WORKERS, MAX_WORKERS)
 }
 
+/// Returns the default `MAX_CONNECTIONS` for a process allowed `open_files` descriptors that
+/// keeps `database_connections` database connections: every descriptor not needed elsewhere,
+/// since each connection holds one (and a thread). Running out of descriptors would leave new
+/// clients waiting unanswered in the listen queue; refusing them at this limit answers them.
+pub fn default_max_connections(open_files: u64, database_connections: usize) -> usize {
+    let database = DESCRIPTORS_PER_DATABASE_CONNECTION.saturating_mul(database_connections as u64);
+    let free = open_files
+        .saturating_sub(RESERVED_DESCRIPTORS)
+        .saturating_sub(database);
+    usize::try_from(free)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_MAX_CONNECTIONS)
+}
+
 /// Returns the default `HASH_THREADS`: one per available core.
 pub fn default_hash_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -828,6 +897,50 @@ mod tests {
             config.hash_queue_timeout,
             std::time::Duration::from_secs(10)
         );
+        assert_eq!(config.max_connections, None);
+        assert_eq!(config.idle_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(config.header_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(config.body_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(config.write_timeout, std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_connection_limits_are_read_and_bounded() {
+        let set = config(&[
+            ("MAX_CONNECTIONS", "50"),
+            ("IDLE_TIMEOUT", "5"),
+            ("HEADER_TIMEOUT", "2"),
+            ("BODY_TIMEOUT", "3"),
+            ("WRITE_TIMEOUT", "4"),
+        ])
+        .unwrap();
+        assert_eq!(set.max_connections, Some(50));
+        assert_eq!(set.idle_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(set.header_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(set.body_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(set.write_timeout, std::time::Duration::from_secs(4));
+        for (name, value) in [
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "lots"),
+            ("IDLE_TIMEOUT", "0"),
+            ("HEADER_TIMEOUT", "1.5"),
+            ("BODY_TIMEOUT", "-1"),
+            ("WRITE_TIMEOUT", "3601"),
+        ] {
+            let err = refusal(&[(name, value)]);
+            assert_eq!(err.variable, name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_default_connection_limit_leaves_descriptors_for_everything_else() {
+        // 20,000 descriptors, 10 SQLite connections of 3 each, 64 kept back.
+        assert_eq!(default_max_connections(20_000, 10), 19_906);
+        assert_eq!(default_max_connections(1024, 10), 930);
+        // A tiny limit still allows one connection rather than none.
+        assert_eq!(default_max_connections(16, 10), 1);
+        assert_eq!(default_max_connections(u64::MAX, 10), 1_000_000);
     }
 
     #[test]

@@ -26,11 +26,6 @@ pub enum ApiError {
         /// The methods the path does accept, as the `Allow` header lists them.
         allow: &'static str,
     },
-    /// 413: the body is larger than the service accepts; the connection is closed after it.
-    PayloadTooLarge {
-        /// The limit in bytes, quoted in the message.
-        limit: usize,
-    },
     /// 503, optionally with `Retry-After`: a dependency (the database, the hashing pool) cannot
     /// take the request now; trying again later may work.
     Unavailable {
@@ -82,7 +77,6 @@ impl ApiError {
             ApiError::Conflict(_) => 409,
             ApiError::NotFound => 404,
             ApiError::MethodNotAllowed { .. } => 405,
-            ApiError::PayloadTooLarge { .. } => 413,
             ApiError::Unavailable { .. } => 503,
             ApiError::Internal(_) => 500,
         }
@@ -100,9 +94,6 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => {
                 serde_json::json!({ "detail": "Method Not Allowed" })
             }
-            ApiError::PayloadTooLarge { limit } => serde_json::json!({
-                "detail": format!("Request body too large: the limit is {limit} bytes")
-            }),
             ApiError::Unavailable { detail, .. } => serde_json::json!({ "detail": detail }),
             ApiError::Internal(cause) => {
                 log::error!("internal error: {cause}");
@@ -115,7 +106,6 @@ impl ApiError {
                 response.headers.push(("WWW-Authenticate", "Bearer".into()))
             }
             ApiError::MethodNotAllowed { allow } => response.headers.push(("Allow", allow.into())),
-            ApiError::PayloadTooLarge { .. } => response.close_connection = true,
             ApiError::Unavailable {
                 retry_after: Some(seconds),
                 ..

@@ -1,12 +1,8 @@
 //! The HTTP vocabulary shared by the server and the handlers: the request a handler sees, the
 //! response it returns, and reading a request body within the size limit.
 
-use std::io::Read;
-
-use crate::error::ApiError;
-
-/// The largest request body accepted, in bytes. Larger ones are refused with 413 before they
-/// are read.
+/// The largest request body accepted, in bytes. Larger ones are refused with 413 by the
+/// connection (tiny_http's `Limits`) before they are read.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What a handler sees of a request: the parts it needs, already read.
@@ -60,8 +56,6 @@ pub struct ApiResponse {
     pub content_type: String,
     /// Headers beyond `Content-Type` and `Content-Length`, which are always set.
     pub headers: Vec<(&'static str, String)>,
-    /// Close the connection after this response (sent as `Connection: close`).
-    pub close_connection: bool,
 }
 
 impl ApiResponse {
@@ -80,22 +74,19 @@ impl ApiResponse {
             body,
             content_type: content_type.into(),
             headers: Vec::new(),
-            close_connection: false,
         }
     }
 
     /// Converts into tiny_http's response type.
     pub(crate) fn into_tiny(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
         let mut response = tiny_http::Response::from_data(self.body).with_status_code(self.status);
-        let connection = self.close_connection.then_some(("Connection", "close"));
         let headers = [("Content-Type", self.content_type.as_str())]
             .into_iter()
             .chain(
                 self.headers
                     .iter()
                     .map(|(name, value)| (*name, value.as_str())),
-            )
-            .chain(connection);
+            );
         for (name, value) in headers {
             // Names and values are ours and ASCII; one that is not is a bug, dropped not sent.
             match tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
@@ -107,30 +98,11 @@ impl ApiResponse {
     }
 }
 
-/// Reads the request body, refusing with 413 anything over [`MAX_BODY_BYTES`]: at once when the
-/// declared `Content-Length` is over, or as soon as a chunked body passes the limit.
-pub(crate) fn read_body(request: &mut tiny_http::Request) -> Result<Vec<u8>, ApiError> {
-    let too_large = ApiError::PayloadTooLarge {
-        limit: MAX_BODY_BYTES,
-    };
-    let declared = request.body_length();
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return Err(too_large);
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0));
-    let read = request
-        .as_reader()
-        .take(MAX_BODY_BYTES as u64 + 1)
-        .read_to_end(&mut body);
-    match read {
-        Ok(_) if body.len() > MAX_BODY_BYTES => Err(too_large),
-        Ok(_) => Ok(body),
-        // The client stopped sending mid-body (or sent broken chunking); nobody is left to
-        // read an answer, but give a 400-class one in case someone is.
-        Err(e) => Err(ApiError::Validation(vec![crate::schemas::FieldError::new(
-            vec!["body".into()],
-            format!("Could not read the request body: {e}"),
-            "body_read",
-        )])),
-    }
+/// Takes the request's body, which its connection has already read in full (refusing with 413
+/// anything over [`MAX_BODY_BYTES`], and with 400 or 408 a body that was malformed or too slow).
+pub(crate) fn read_body(request: &mut tiny_http::Request) -> Vec<u8> {
+    let mut body = Vec::with_capacity(request.body_length().unwrap_or(0));
+    // The body is in memory: reading it cannot fail.
+    let _ = request.as_reader().read_to_end(&mut body);
+    body
 }

@@ -158,7 +158,11 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
     let workers = config.workers.max(1);
     // Every worker and hasher may hold a connection at once.
     let state = open_state(config, workers + hash_threads)?;
-    let (http, addr) = bind(config)?;
+    let database_connections = match config.database {
+        DatabaseConfig::Sqlite { .. } => workers + hash_threads,
+        DatabaseConfig::Postgres { .. } => config.database_pool_size as usize,
+    };
+    let (http, addr) = bind(config, database_connections)?;
 
     let shared = Arc::new(Shared {
         http,
@@ -233,7 +237,10 @@ fn open_state(config: &Config, connections: usize) -> std::result::Result<AppSta
 }
 
 /// Binds the configured address and starts tiny_http on it.
-fn bind(config: &Config) -> std::result::Result<(tiny_http::Server, SocketAddr), StartError> {
+fn bind(
+    config: &Config,
+    database_connections: usize,
+) -> std::result::Result<(tiny_http::Server, SocketAddr), StartError> {
     let address = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|source| {
         StartError::Bind {
@@ -244,9 +251,28 @@ fn bind(config: &Config) -> std::result::Result<(tiny_http::Server, SocketAddr),
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { address, source })?;
-    let http = tiny_http::Server::from_listener(listener, None)
+    let limits = limits(config, database_connections);
+    log::debug!("connection limits: {limits:?}");
+    let http = tiny_http::Server::from_listener_with_limits(listener, None, limits)
         .map_err(|e| StartError::Other(format!("cannot start the HTTP server: {e}")))?;
     Ok((http, addr))
+}
+
+/// What one client may take: the configured timeouts, the body limit, and `MAX_CONNECTIONS`, by
+/// default as many connections as the open-file limit leaves descriptors for.
+fn limits(config: &Config, database_connections: usize) -> tiny_http::Limits {
+    let max_connections = config.max_connections.unwrap_or_else(|| {
+        let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+        crate::config::default_max_connections(open_files, database_connections)
+    });
+    tiny_http::Limits {
+        max_connections,
+        max_body_bytes: http::MAX_BODY_BYTES,
+        idle_timeout: config.idle_timeout,
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        write_timeout: config.write_timeout,
+    }
 }
 
 fn start_thread(
@@ -333,8 +359,8 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
         started: Instant::now(),
     };
     match dispatch(&shared.state, &mut request, &log) {
-        Ok(Reply::Now(response)) => respond(shared, request, response, &log),
-        Err(err) => respond(shared, request, err.into_response(), &log),
+        Ok(Reply::Now(response)) => respond(request, response, &log),
+        Err(err) => respond(request, err.into_response(), &log),
         Ok(Reply::Deferred(work)) => {
             let job = Job {
                 pending: Arc::new(Mutex::new(Some(Pending { request, log }))),
@@ -344,7 +370,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
             if let Err(job) = shared.hash_queue.try_push(job) {
                 if let Some(pending) = take(&job.pending) {
                     let busy = ApiError::hashing_busy();
-                    respond(shared, pending.request, busy.into_response(), &pending.log);
+                    respond(pending.request, busy.into_response(), &pending.log);
                 }
             }
         }
@@ -355,7 +381,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
 fn dispatch(state: &AppState, request: &mut tiny_http::Request, log: &AccessLog) -> Result<Reply> {
     let matched = routes::find(&log.method, &log.path)?;
     let body = if matched.takes_body {
-        http::read_body(request)?
+        http::read_body(request)
     } else {
         Vec::new()
     };
@@ -384,7 +410,7 @@ fn hasher_loop(shared: &Shared) {
         let job = match shared.hash_queue.next() {
             Next::Run(job) => job,
             Next::Expired(job) => {
-                answer_too_late(shared, take(&job.pending));
+                answer_too_late(take(&job.pending));
                 continue;
             }
             Next::Closed => return,
@@ -405,7 +431,7 @@ fn hasher_loop(shared: &Shared) {
         shared.hash_queue.done(started.elapsed());
         if claim.claim() {
             if let Some(pending) = claim.claimed.into_inner() {
-                respond(shared, pending.request, response, &pending.log);
+                respond(pending.request, response, &pending.log);
             }
         } else {
             log::debug!("a hash finished after its client was answered 503");
@@ -441,16 +467,15 @@ fn deadline_loop(shared: &Shared) {
             waiting
         });
         for pending in late {
-            answer_too_late(shared, Some(pending));
+            answer_too_late(Some(pending));
         }
         shared.hash_queue.pause(next_check);
     }
 }
 
-fn answer_too_late(shared: &Shared, pending: Option<Pending>) {
+fn answer_too_late(pending: Option<Pending>) {
     let Some(pending) = pending else { return };
     respond(
-        shared,
         pending.request,
         ApiError::too_late().into_response(),
         &pending.log,
@@ -476,19 +501,9 @@ fn panicked(panic: &(dyn std::any::Any + Send)) -> ApiError {
     ApiError::internal(format!("handler panicked: {message}"))
 }
 
-/// Writes the response and the access-log line. Connections close after the response when the
-/// client asked for it or the server is stopping.
-fn respond(
-    shared: &Shared,
-    request: tiny_http::Request,
-    mut response: ApiResponse,
-    log: &AccessLog,
-) {
-    let client_closes = http::header_value(&request, "Connection")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("close"));
-    if client_closes || shared.stopping() {
-        response.close_connection = true;
-    }
+/// Hands the response to the request's connection, which writes it (closing the connection
+/// after it when the client asked or the server is stopping), and writes the access-log line.
+fn respond(request: tiny_http::Request, response: ApiResponse, log: &AccessLog) {
     let status = response.status;
     if let Err(err) = request.respond(response.into_tiny()) {
         log::debug!("could not write the response: {err}");

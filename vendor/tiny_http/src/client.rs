@@ -1,439 +1,277 @@
-use ascii::AsciiString;
+//! backnd-api patch: one client connection, served by its own thread from accept to close.
+//!
+//! Upstream tiny_http read request heads on the connection's thread but left bodies, and every
+//! response, to whichever thread held the request, so a client that trickled a body or did not
+//! read its answers held an application worker for as long as it liked. Here the connection's
+//! thread does all of the connection's I/O, each step under a deadline for the whole of it:
+//!
+//! 1. wait up to `idle_timeout` for a request to begin, then read its head within
+//!    `header_timeout` and its whole body within `body_timeout` (`wire.rs`);
+//! 2. hand the complete request to the application and wait for its response;
+//! 3. write the response within `write_timeout`, then go back to 1, or close.
+//!
+//! So a connection has at most one request with the application at a time (pipelined requests
+//! wait in the socket), and the application never blocks on a client. A message that breaks
+//! the rules is answered with its 4xx or 5xx and the connection closed, unread bytes and all.
 
-use std::io::Error as IoError;
-use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
-
-use std::net::SocketAddr;
-use std::str::FromStr;
-
-use crate::common::{HTTPVersion, Method};
-use crate::util::close_signal::CloseSignal;
-use crate::util::RefinedTcpStream;
+use std::io::{self, BufWriter, ErrorKind, Read, Write};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-/// backnd-api patch: the longest request or header line accepted (upstream had no limit, so one
-/// endless line could grow without bound).
-const MAX_LINE_BYTES: usize = 8 * 1024;
+use crate::common::{HTTPVersion, Header, Method};
+use crate::request::{new_request, Reply};
+use crate::util::refined_tcp_stream::Stream;
+use crate::wire::{too_large, Framing, Refusal, Stop, Wire};
+use crate::{Response, ResponseBox, Shared};
 
-/// backnd-api patch: the most header lines accepted in one request.
-const MAX_HEADERS: usize = 100;
-
-/// backnd-api patch: the most input discarded, and for how long, before closing a connection.
+/// The most input read and dropped, and for how long, before closing a connection: closing a
+/// socket with unread input makes the kernel send a reset, which can destroy the answer that
+/// was just written before the client reads it.
 const DISCARD_MAX_BYTES: usize = 1024 * 1024;
 const DISCARD_MAX_TIME: Duration = Duration::from_secs(2);
-use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+const DISCARD_READ_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A ClientConnection is an object that will store a socket to a client
-/// and return Request objects.
-pub struct ClientConnection {
-    // address of the client
-    remote_addr: IoResult<Option<SocketAddr>>,
+/// How often a connection waiting for its response checks that the server still exists.
+const RESPONSE_POLL: Duration = Duration::from_millis(250);
 
-    // sequence of Readers to the stream, so that the data is not read in
-    //  the wrong order
-    source: SequentialReaderBuilder<BufReader<RefinedTcpStream>>,
-
-    // sequence of Writers to the stream, to avoid writing response #2 before
-    //  response #1
-    sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
-
-    // Reader to read the next header from
-    next_header_source: SequentialReader<BufReader<RefinedTcpStream>>,
-
-    // set to true if we know that the previous request is the last one
-    no_more_requests: bool,
-
-    // true if the connection goes through SSL
-    secure: bool,
-
-    // backnd-api patch: shared with each request so a response can close the connection
-    close_signal: Arc<CloseSignal>,
-
-    // backnd-api patch: the server-wide count of requests being read and not yet handed out,
-    // and whether this connection is adding one to it now
-    in_progress: Option<Arc<AtomicUsize>>,
-    counted: bool,
-}
-
-/// Error that can happen when reading a request.
-#[derive(Debug)]
-enum ReadError {
-    WrongRequestLine,
-    WrongHeader(HTTPVersion),
-    /// the client sent an unrecognized `Expect` header
-    ExpectationFailed(HTTPVersion),
-    ReadIoError(IoError),
-    /// backnd-api patch: a line longer than MAX_LINE_BYTES or more than MAX_HEADERS lines
-    HeadersTooLarge,
-}
-
-impl ClientConnection {
-    /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
-    pub fn new(
-        write_socket: RefinedTcpStream,
-        mut read_socket: RefinedTcpStream,
-    ) -> ClientConnection {
-        let remote_addr = read_socket.peer_addr();
-        let secure = read_socket.secure();
-        let close_signal = Arc::new(CloseSignal::new(read_socket.try_clone_stream().ok()));
-
-        let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
-        let first_header = source.next().unwrap();
-
-        ClientConnection {
-            source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
-            remote_addr,
-            next_header_source: first_header,
-            no_more_requests: false,
-            secure,
-            close_signal,
-            in_progress: None,
-            counted: false,
-        }
-    }
-
-    /// backnd-api patch: counts this connection's requests in `counter` from their first line
-    /// until `end_request` (or an error), so a graceful shutdown can wait for them.
-    pub(crate) fn with_in_progress(mut self, counter: Arc<AtomicUsize>) -> Self {
-        self.in_progress = Some(counter);
-        self
-    }
-
-    fn begin_request(&mut self) {
-        if let (Some(counter), false) = (&self.in_progress, self.counted) {
-            counter.fetch_add(1, Ordering::SeqCst);
-            self.counted = true;
-        }
-    }
-
-    /// backnd-api patch: the request read last has been handed out (or failed).
-    pub(crate) fn end_request(&mut self) {
-        if let (Some(counter), true) = (&self.in_progress, self.counted) {
-            counter.fetch_sub(1, Ordering::SeqCst);
-            self.counted = false;
-        }
-    }
-
-    /// true if the connection is HTTPS
-    pub fn secure(&self) -> bool {
-        self.secure
-    }
-
-    /// Reads the next line from self.next_header_source.
-    ///
-    /// Reads until `CRLF` is reached. The next read will start
-    ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
-        let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
-
-        loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
-            }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            if buf.len() >= MAX_LINE_BYTES {
-                return Err(IoError::new(ErrorKind::InvalidData, "header line too long"));
-            }
-            buf.push(byte);
-        }
-    }
-
-    /// Reads a request from the stream.
-    /// Blocks until the header has been read.
-    fn read(&mut self) -> Result<Request, ReadError> {
-        let (method, path, version, headers) = {
-            // reading the request line
-            let (method, path, version) = {
-                let line = self.read_next_line();
-                // backnd-api patch: the previous response closed the connection, so what follows
-                // is the unread rest of its body, not a request.
-                if self.close_signal.is_closing() {
-                    self.discard_before_close();
-                    return Err(ReadError::ReadIoError(IoError::new(
-                        ErrorKind::ConnectionAborted,
-                        "connection closed by the response",
-                    )));
-                }
-                let line = line.map_err(too_large_or_io)?;
-                self.begin_request();
-
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
-            };
-
-            // getting all headers
-            let headers = {
-                let mut headers = Vec::new();
-                loop {
-                    let line = self.read_next_line().map_err(too_large_or_io)?;
-
-                    if line.is_empty() {
-                        break;
-                    };
-                    if headers.len() >= MAX_HEADERS {
-                        return Err(ReadError::HeadersTooLarge);
-                    }
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
-                }
-
-                headers
-            };
-
-            (method, path, version, headers)
-        };
-
-        // backnd-api patch: upstream unwrapped this, panicking when the peer had already gone.
-        let remote_addr = match self.remote_addr.as_ref() {
-            Ok(addr) => *addr,
-            Err(e) => {
-                return Err(ReadError::ReadIoError(IoError::new(
-                    e.kind(),
-                    e.to_string(),
-                )))
-            }
-        };
-
-        // building the writer for the request
-        let writer = self.sink.next().unwrap();
-
-        // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
-        std::mem::swap(&mut self.next_header_source, &mut data_source);
-
-        // building the next reader
-        let request = crate::request::new_request(
-            self.secure,
-            method,
-            path,
-            version.clone(),
-            headers,
-            remote_addr,
-            data_source,
-            writer,
-            Some(self.close_signal.clone()),
-        )
-        .map_err(|e| {
-            use crate::request;
-            match e {
-                request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
-                request::RequestCreationError::ExpectationFailed => {
-                    ReadError::ExpectationFailed(version)
-                }
-            }
-        })?;
-
-        // return the request
-        Ok(request)
-    }
-
-    /// backnd-api patch: reads and drops what the client is still sending, within a byte and time
-    /// budget, so that closing the socket does not reset a response the client has yet to read.
-    fn discard_before_close(&mut self) {
-        let deadline = Instant::now() + DISCARD_MAX_TIME;
-        let mut discarded = 0;
-        let mut buf = [0u8; 8 * 1024];
-        while discarded < DISCARD_MAX_BYTES && Instant::now() < deadline {
-            match self.next_header_source.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => discarded += n,
-            }
-        }
-    }
-}
-
-/// backnd-api patch: the answers tiny_http gives by itself carry the same FastAPI-style JSON body
-/// (`{"detail": ...}`) as every other error of the service.
-fn json_error(code: u16, detail: &str) -> crate::Response<std::io::Cursor<Vec<u8>>> {
-    crate::Response::from_data(format!("{{\"detail\":\"{}\"}}", detail).into_bytes())
-        .with_status_code(code)
-        .with_header(crate::Header {
-            field: "Content-Type".parse().expect("valid header name"),
-            value: ascii::AsciiString::from_ascii("application/json").expect("ASCII"),
-        })
-}
-
-/// backnd-api patch: tells an over-long header line from other read errors.
-fn too_large_or_io(err: IoError) -> ReadError {
-    if err.kind() == ErrorKind::InvalidData {
-        ReadError::HeadersTooLarge
-    } else {
-        ReadError::ReadIoError(err)
-    }
-}
-
-impl Iterator for ClientConnection {
-    type Item = Request;
-
-    /// Blocks until the next Request is available.
-    /// Returns None when no new Requests will come from the client.
-    fn next(&mut self) -> Option<Request> {
-        // the client sent a "connection: close" header in this previous request
-        //  or is using HTTP 1.0, meaning that no new request will come
-        if self.no_more_requests {
-            return None;
-        }
-
-        loop {
-            let read = self.read();
-            if read.is_err() {
-                self.end_request();
-            }
-            let rq = match read {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(400, "Bad Request");
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(400, "Bad Request");
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(408, "Request Timeout");
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(417, "Expectation Failed");
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::HeadersTooLarge) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = json_error(431, "Request Header Fields Too Large");
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // the rest of the header cannot be trusted
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response =
-                    json_error(505, "This server only supports HTTP versions 1.0 and 1.1");
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                self.end_request();
-                continue;
-            }
-
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
-
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
-
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
-
-            // returning the request
-            return Some(rq);
-        }
-    }
-}
-
-/// Parses a "HTTP/1.1" string.
-fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
-        _ => return Err(ReadError::WrongRequestLine),
+/// Serves one connection until it closes.
+pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
+    let Ok(remote_addr) = stream.peer_addr() else {
+        return;
     };
+    let secure = stream.secure();
+    let limits = &shared.limits;
+    let mut wire = Wire::new(stream);
+    loop {
+        if shared.closing() {
+            return;
+        }
+        let head = match wire.read_head(limits.idle_timeout, limits.header_timeout) {
+            Ok(head) => head,
+            Err(Stop::Closed) => return,
+            Err(Stop::Refused(refusal)) => return refuse(wire, &refusal, limits.write_timeout),
+        };
+        // Counted from here until the request is queued, so that a graceful shutdown waits for
+        // a request whose body is still arriving. Counting before looking at `closing` means
+        // the server either waits for this request or this request sees the shutdown.
+        let arriving = Arriving::begin(&shared.in_progress);
+        if shared.closing() {
+            let refusal = Refusal {
+                status: 503,
+                detail: "Service Unavailable: the server is shutting down".to_owned(),
+            };
+            return refuse(wire, &refusal, limits.write_timeout);
+        }
+        if let Framing::Length(length) = head.framing {
+            if length > limits.max_body_bytes as u64 {
+                // Refused before a byte of it is read, and before `100 Continue` invites it.
+                return refuse(
+                    wire,
+                    &too_large(limits.max_body_bytes),
+                    limits.write_timeout,
+                );
+            }
+        }
+        if head.expects_continue
+            && write_within(
+                wire.stream(),
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                limits.write_timeout,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let body_deadline = Instant::now() + limits.body_timeout;
+        let body = match wire.read_body(head.framing, limits.max_body_bytes, body_deadline) {
+            Ok(body) => body,
+            Err(Stop::Closed) => return,
+            Err(Stop::Refused(refusal)) => return refuse(wire, &refusal, limits.write_timeout),
+        };
 
-    Ok(HTTPVersion(major, minor))
-}
+        let (sender, receiver) = mpsc::sync_channel(1);
+        let version = head.version.clone();
+        let is_head = head.method == Method::Head;
+        let client_closes = head.close;
+        let request = new_request(
+            secure,
+            head.method,
+            head.target,
+            head.version,
+            head.headers,
+            remote_addr,
+            body,
+            Reply::Connection(sender),
+        );
+        shared.messages.push(request);
+        drop(arriving);
 
-/// Parses the request line of the request.
-/// eg. GET / HTTP/1.1
-fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
-    let mut parts = line.split(' ');
-
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
-
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
-}
-
-#[cfg(test)]
-mod test {
-    #[test]
-    fn test_parse_request_line() {
-        let (method, path, ver) = super::parse_request_line("GET /hello HTTP/1.1").unwrap();
-
-        assert!(method == crate::Method::Get);
-        assert!(path == "/hello");
-        assert!(ver == crate::common::HTTPVersion(1, 1));
-
-        assert!(super::parse_request_line("GET /hello").is_err());
-        assert!(super::parse_request_line("qsd qsd qsd").is_err());
+        let Some(mut response) = wait_for_response(&receiver, shared) else {
+            return;
+        };
+        let close = client_closes || shared.closing() || closes(&response);
+        if close && !closes(&response) {
+            response.add_header(connection_close());
+        }
+        if write_response(&mut wire, response, version, is_head, limits.write_timeout).is_err() {
+            return;
+        }
+        if close {
+            return close_gracefully(wire);
+        }
     }
 }
 
-impl Drop for ClientConnection {
+/// Counts a request in `in_progress` for as long as it lives.
+struct Arriving<'a>(&'a AtomicUsize);
+
+impl<'a> Arriving<'a> {
+    fn begin(counter: &'a AtomicUsize) -> Arriving<'a> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Arriving(counter)
+    }
+}
+
+impl Drop for Arriving<'_> {
     fn drop(&mut self) {
-        self.end_request();
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits for the application's response. The application always answers (a request dropped
+/// unanswered answers 500 itself), but a server dropped with requests still queued never will.
+fn wait_for_response(receiver: &Receiver<ResponseBox>, shared: &Shared) -> Option<ResponseBox> {
+    loop {
+        match receiver.recv_timeout(RESPONSE_POLL) {
+            Ok(response) => return Some(response),
+            Err(RecvTimeoutError::Timeout) if shared.gone() => return None,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
+fn closes<R: Read>(response: &Response<R>) -> bool {
+    response
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("Connection") && h.value.as_str().eq_ignore_ascii_case("close"))
+}
+
+fn connection_close() -> Header {
+    Header::from_bytes(&b"Connection"[..], &b"close"[..]).expect("a valid header")
+}
+
+/// Answers a refused message with its status and a `{"detail": ...}` body, then closes.
+fn refuse(mut wire: Wire, refusal: &Refusal, write_timeout: Duration) {
+    log::debug!("refused a request: {} {}", refusal.status, refusal.detail);
+    let response = error_response(refusal.status, &refusal.detail).boxed();
+    if write_response(&mut wire, response, HTTPVersion(1, 1), false, write_timeout).is_ok() {
+        close_gracefully(wire);
+    }
+}
+
+/// The FastAPI-shaped error every answer of the service carries, closing the connection.
+pub(crate) fn error_response(status: u16, detail: &str) -> Response<io::Cursor<Vec<u8>>> {
+    let body = format!("{{\"detail\":\"{}\"}}", json_escape(detail));
+    let mut response = Response::from_data(body.into_bytes())
+        .with_status_code(status)
+        .with_header(
+            Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+                .expect("a valid header"),
+        )
+        .with_header(connection_close());
+    if status == 503 {
+        response.add_header(Header::from_bytes(&b"Retry-After"[..], &b"1"[..]).expect("valid"));
+    }
+    response
+}
+
+fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Writes a whole response within `timeout`; a client that does not take it in time is
+/// dropped.
+fn write_response(
+    wire: &mut Wire,
+    response: ResponseBox,
+    version: HTTPVersion,
+    is_head: bool,
+    timeout: Duration,
+) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut writer = BufWriter::with_capacity(
+        8 * 1024,
+        DeadlineWriter {
+            stream: wire.stream(),
+            deadline,
+        },
+    );
+    response.raw_print(&mut writer, version, &[], is_head, None)?;
+    writer.flush()
+}
+
+fn write_within(stream: &mut Stream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    DeadlineWriter {
+        stream,
+        deadline: Instant::now() + timeout,
+    }
+    .write_all(bytes)
+}
+
+/// A writer that gives up at `deadline`, however the client paces its reading.
+struct DeadlineWriter<'a> {
+    stream: &'a mut Stream,
+    deadline: Instant,
+}
+
+impl Write for DeadlineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        self.stream
+            .set_write_timeout(Some(remaining.max(Duration::from_millis(1))))?;
+        self.stream.write(buf).map_err(|e| {
+            if e.kind() == ErrorKind::WouldBlock {
+                ErrorKind::TimedOut.into()
+            } else {
+                e
+            }
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Stops writing, then reads and drops what the client is still sending, within a byte and
+/// time budget, so that closing does not reset an answer the client has yet to read.
+fn close_gracefully(mut wire: Wire) {
+    let stream = wire.stream();
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(DISCARD_READ_TIMEOUT));
+    let deadline = Instant::now() + DISCARD_MAX_TIME;
+    let mut discarded = 0;
+    let mut buf = [0u8; 4096];
+    while discarded < DISCARD_MAX_BYTES && Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => discarded += n,
+        }
     }
 }

@@ -95,18 +95,7 @@ impl Connection {
         }
     }
 
-    /// backnd-api patch: sets both the read and the write timeout; failures are ignored because a
-    /// socket without a timeout still works, only less defensively.
-    pub(crate) fn set_timeouts(&self, timeout: std::time::Duration) {
-        let _ = self.set_read_timeout(Some(timeout));
-        let _ = match self {
-            Self::Tcp(s) => s.set_write_timeout(Some(timeout)),
-            #[cfg(unix)]
-            Self::Unix(s) => s.set_write_timeout(Some(timeout)),
-        };
-    }
-
-    /// backnd-api patch: sets the read timeout alone (used while discarding before a close).
+    /// backnd-api patch: how long the next read may block (see `wire.rs`).
     pub(crate) fn set_read_timeout(
         &self,
         timeout: Option<std::time::Duration>,
@@ -118,11 +107,31 @@ impl Connection {
         }
     }
 
-    pub(crate) fn try_clone(&self) -> std::io::Result<Self> {
+    /// backnd-api patch: how long the next write may block (see `client.rs`).
+    pub(crate) fn set_write_timeout(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> std::io::Result<()> {
         match self {
-            Self::Tcp(s) => s.try_clone().map(Self::from),
+            Self::Tcp(s) => s.set_write_timeout(timeout),
             #[cfg(unix)]
-            Self::Unix(s) => s.try_clone().map(Self::from),
+            Self::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+
+    /// backnd-api patch: answers are written whole, so Nagle's algorithm only delays them.
+    pub(crate) fn set_nodelay(&self) {
+        if let Self::Tcp(s) = self {
+            let _ = s.set_nodelay(true);
+        }
+    }
+
+    /// backnd-api patch: used to answer a connection that cannot be served without blocking.
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_nonblocking(nonblocking),
         }
     }
 }

@@ -97,17 +97,17 @@ use zeroize::Zeroizing;
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
+use std::io::Read as _;
 use std::io::Result as IoResult;
 use std::io::Write as _;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use client::ClientConnection;
 use connection::Connection;
 use util::MessagesQueue;
 
@@ -125,19 +125,80 @@ mod response;
 mod ssl;
 mod test;
 mod util;
+mod wire;
 
-/// backnd-api patch: how long a read or write on a client socket may block. An idle keep-alive
-/// connection is closed after this long, and a peer that stops reading cannot hold a thread.
-const CONNECTION_IO_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// backnd-api patch: the answer to a connection accepted with the last free descriptor, when
-/// none is left to serve it with.
-const NO_DESCRIPTORS_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+/// backnd-api patch: the answer to a connection that cannot be served: over
+/// [`Limits::max_connections`], or no thread could be started for it.
+const NO_CAPACITY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 54\r\n\r\n\
 {\"detail\":\"Service Unavailable: too many connections\"}";
 
 /// backnd-api patch: pause after a failed accept, so a shortage of descriptors does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
+
+/// backnd-api patch: the stack of a connection's thread. It parses a head, decodes a body and
+/// writes a response, all with small buffers, so a small stack keeps thousands of idle
+/// connections cheap (only the pages a thread touches count towards memory).
+const CONNECTION_STACK_BYTES: usize = 256 * 1024;
+
+/// backnd-api patch: what one client may take, in time and space.
+///
+/// Every connection is served by a thread of its own and one descriptor; these bound how long
+/// and how much any of them can hold.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections open at once; past it a new one is answered `503` and closed.
+    pub max_connections: usize,
+    /// The largest request body; larger ones are answered `413` without being read.
+    pub max_body_bytes: usize,
+    /// How long a connection may wait for the next request to begin before it is closed.
+    pub idle_timeout: Duration,
+    /// How long the whole head of a request may take once its first byte has arrived
+    /// (else `408`).
+    pub header_timeout: Duration,
+    /// How long the whole body of a request may take (else `408`).
+    pub body_timeout: Duration,
+    /// How long writing a whole response may take; a client that does not read it in time is
+    /// dropped.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 10_000,
+            max_body_bytes: 64 * 1024,
+            idle_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// backnd-api patch: what the accept thread, the connection threads and the `Server` share.
+pub(crate) struct Shared {
+    messages: Arc<MessagesQueue<Request>>,
+    limits: Limits,
+    /// Set once the server stops accepting: connections finish their request and close.
+    closing: AtomicBool,
+    /// Set once the `Server` is dropped: nobody will take queued requests any more.
+    gone: AtomicBool,
+    /// Requests whose head has been read and that are not yet queued for `recv()`.
+    in_progress: AtomicUsize,
+    /// Connections open now.
+    open: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(SeqCst)
+    }
+
+    pub(crate) fn gone(&self) -> bool {
+        self.gone.load(SeqCst)
+    }
+}
 
 /// The main class of this library.
 ///
@@ -145,35 +206,14 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
 ///  part of all the client's connections. Requests that have already been returned by
 ///  the `recv()` function will not close and the responses will be transferred to the client.
 pub struct Server {
-    // should be false as long as the server exists
-    // when set to true, all the subtasks will close within a few hundreds ms
-    close: Arc<AtomicBool>,
-
-    // queue for messages received by child threads
-    messages: Arc<MessagesQueue<Message>>,
+    // queue for the requests read by the connection threads
+    messages: Arc<MessagesQueue<Request>>,
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
 
-    // backnd-api patch: requests whose reading has begun and that are not yet in `messages`
-    in_progress: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-enum Message {
-    Error(IoError),
-    NewRequest(Request),
-}
-
-impl From<IoError> for Message {
-    fn from(e: IoError) -> Message {
-        Message::Error(e)
-    }
-}
-
-impl From<Request> for Message {
-    fn from(rq: Request) -> Message {
-        Message::NewRequest(rq)
-    }
+    // backnd-api patch: state shared with the accept and connection threads
+    shared: Arc<Shared>,
 }
 
 // this trait is to make sure that Server implements Share and Send
@@ -261,16 +301,18 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
-        // building the "close" variable
-        let close_trigger = Arc::new(AtomicBool::new(false));
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
 
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
+    /// backnd-api patch: [`Server::from_listener`] with the given [`Limits`].
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let listener = listener.into();
+        let local_addr = listener.local_addr()?;
+        log::debug!("Server listening on {}", local_addr);
 
         // building the SSL capabilities
         #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -281,13 +323,13 @@ impl Server {
         type SslContext = ();
         #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
         type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
+        let ssl: Option<Arc<SslContext>> = {
             match ssl_config {
                 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
+                Some(config) => Some(Arc::new(SslContext::from_pem(
                     config.certificate,
                     Zeroizing::new(config.private_key),
-                )?),
+                )?)),
                 #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                 Some(_) => return Err(
                     "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
@@ -297,114 +339,25 @@ impl Server {
             }
         };
 
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let in_progress = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let inside_in_progress = in_progress.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            let mut last_error_logged: Option<std::time::Instant> = None;
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        // backnd-api patch: bound how long a silent or stalled peer can hold a
-                        // connection thread.
-                        sock.set_timeouts(CONNECTION_IO_TIMEOUT);
-                        let (read_closable, write_closable) = match ssl {
-                            // backnd-api patch: splitting the socket dup()s it, which fails when
-                            // the process is out of file descriptors; drop that one connection.
-                            None => match RefinedTcpStream::new(sock) {
-                                Ok(halves) => halves,
-                                Err(mut stream) => {
-                                    let _ = stream.write_all(NO_DESCRIPTORS_RESPONSE);
-                                    continue;
-                                }
-                            },
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                match RefinedTcpStream::new(sock) {
-                                    Ok(halves) => halves,
-                                    Err(_) => continue,
-                                }
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable)
-                            .with_in_progress(inside_in_progress.clone()))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    let mut client = client;
-                                    while let Some(rq) = client.next() {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        client.end_request();
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    let mut client = client;
-                                    while let Some(rq) = client.next() {
-                                        messages.push(rq.into());
-                                        client.end_request();
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    // backnd-api patch: upstream pushed the error to `recv()` and ended this
-                    // thread, so one EMFILE stopped the server accepting for good. An accept
-                    // error concerns one pending connection or a passing shortage (descriptors,
-                    // memory), so log it (at most once a second), pause briefly so a shortage
-                    // does not spin a core, and keep accepting.
-                    Err(e) => {
-                        let now = std::time::Instant::now();
-                        if last_error_logged
-                            .map_or(true, |at| now.duration_since(at) >= Duration::from_secs(1))
-                        {
-                            log::error!("Error accepting new client (still accepting): {}", e);
-                            last_error_logged = Some(now);
-                        }
-                        thread::sleep(ACCEPT_ERROR_PAUSE);
-                        continue;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
+        let shared = Arc::new(Shared {
+            messages: messages.clone(),
+            limits,
+            closing: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+            in_progress: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
         });
 
-        // result
+        let accept_shared = shared.clone();
+        thread::Builder::new()
+            .name("http-accept".to_owned())
+            .spawn(move || accept_loop(&listener, &accept_shared, ssl))?;
+
         Ok(Server {
             messages,
-            close: close_trigger,
             listening_addr: local_addr,
-            in_progress,
+            shared,
         })
     }
 
@@ -424,35 +377,25 @@ impl Server {
 
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.shared.open.load(SeqCst)
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(rq),
+            Some(rq) => Ok(rq),
             None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
         }
     }
 
     /// Same as `recv()` but doesn't block longer than timeout
     pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
-        match self.messages.pop_timeout(timeout) {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+        Ok(self.messages.pop_timeout(timeout))
     }
 
     /// Same as `recv()` but doesn't block.
     pub fn try_recv(&self) -> IoResult<Option<Request>> {
-        match self.messages.try_pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+        Ok(self.messages.try_pop())
     }
 
     /// Unblock thread stuck in recv() or incoming_requests().
@@ -471,27 +414,29 @@ impl Iterator for IncomingRequests<'_> {
 }
 
 impl Server {
-    /// backnd-api patch: how many requests have begun to arrive (their first line is read) but
-    /// are not yet available to `recv()`. A graceful shutdown waits for this to reach zero.
+    /// backnd-api patch: how many requests have arrived (their head is read) but are not yet
+    /// available to `recv()`, their body still arriving. A graceful shutdown waits for this to
+    /// reach zero.
     pub fn requests_in_progress(&self) -> usize {
-        self.in_progress.load(std::sync::atomic::Ordering::SeqCst)
+        self.shared.in_progress.load(SeqCst)
     }
 
     /// backnd-api patch: stops accepting new connections while requests already received can
-    /// still be taken with `recv()` and answered, for a graceful shutdown. Idempotent.
+    /// still be taken with `recv()` and answered, for a graceful shutdown. Connections close
+    /// after the request they are reading; one that begins a new request is answered `503`.
+    /// Idempotent.
     pub fn stop_accepting(&self) {
-        if self.close.swap(true, Relaxed) {
+        if self.shared.closing.swap(true, SeqCst) {
             return;
         }
         // Connect briefly to ourselves to unblock the accept thread
         let maybe_stream = match &self.listening_addr {
             ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
             #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
+            ListenAddr::Unix(addr) => match addr.as_pathname() {
+                Some(path) => std::os::unix::net::UnixStream::connect(path).map(Connection::from),
+                None => Err(IoErrorKind::NotFound.into()),
+            },
         };
         if let Ok(stream) = maybe_stream {
             let _ = stream.shutdown(Shutdown::Both);
@@ -502,12 +447,134 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop_accepting();
+        // backnd-api patch: nobody takes requests any more. Answer those still queued (a
+        // dropped request answers 500), and tell connections waiting on one not to wait.
+        self.shared.gone.store(true, SeqCst);
+        while let Some(request) = self.messages.try_pop() {
+            drop(request);
+        }
 
         #[cfg(unix)]
         if let ListenAddr::Unix(addr) = &self.listening_addr {
             if let Some(path) = addr.as_pathname() {
                 let _ = std::fs::remove_file(path);
             }
+        }
+    }
+}
+
+/// backnd-api patch: accepts connections and starts a thread for each, until the server stops
+/// accepting.
+///
+/// Upstream ended this thread on the first accept error, so one `EMFILE` stopped the server for
+/// good; it also ran TLS handshakes here, one slow client at a time. Now an accept error
+/// (a passing shortage of descriptors or memory, or one failed connection) is logged at most
+/// once a second and followed by a short pause, and everything but the accept itself happens
+/// on the connection's own thread.
+fn accept_loop<S: Send + Sync + 'static>(
+    listener: &Listener,
+    shared: &Arc<Shared>,
+    ssl: Option<Arc<S>>,
+) where
+    Arc<S>: Handshake,
+{
+    log::debug!("Running accept thread");
+    let mut last_error_logged: Option<std::time::Instant> = None;
+    while !shared.closing() {
+        let sock = match listener.accept() {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                let now = std::time::Instant::now();
+                if last_error_logged
+                    .map_or(true, |at| now.duration_since(at) >= Duration::from_secs(1))
+                {
+                    log::error!("Error accepting new client (still accepting): {}", e);
+                    last_error_logged = Some(now);
+                }
+                thread::sleep(ACCEPT_ERROR_PAUSE);
+                continue;
+            }
+        };
+        if shared.closing() {
+            break;
+        }
+        sock.set_nodelay();
+        if shared.open.load(SeqCst) >= shared.limits.max_connections {
+            answer_no_capacity(sock);
+            continue;
+        }
+        shared.open.fetch_add(1, SeqCst);
+        // The socket goes to the thread only once it runs, so that if no thread can be
+        // started it is still here to be answered.
+        let (handover, taken) = mpsc::sync_channel::<Connection>(1);
+        let thread_shared = shared.clone();
+        let thread_ssl = ssl.clone();
+        let started = thread::Builder::new()
+            .name("http-connection".to_owned())
+            .stack_size(CONNECTION_STACK_BYTES)
+            .spawn(move || {
+                let _open = OpenConnection(&thread_shared.open);
+                if let Ok(sock) = taken.recv() {
+                    if let Some(stream) = Handshake::handshake(&thread_ssl, sock) {
+                        client::serve(stream, &thread_shared);
+                    }
+                }
+            });
+        match started {
+            Ok(_) => {
+                let _ = handover.send(sock);
+            }
+            Err(e) => {
+                shared.open.fetch_sub(1, SeqCst);
+                log::error!("Cannot start a connection thread: {}", e);
+                answer_no_capacity(sock);
+            }
+        }
+    }
+    log::debug!("Terminating accept thread");
+}
+
+/// Counts a connection in `open` for as long as it lives.
+struct OpenConnection<'a>(&'a AtomicUsize);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+/// Answers `503` without waiting on the client, then closes.
+fn answer_no_capacity(mut sock: Connection) {
+    if sock.set_nonblocking(true).is_ok() {
+        let _ = sock.write_all(NO_CAPACITY_RESPONSE);
+        let _ = sock.shutdown(Shutdown::Write);
+        // What the client has sent already would make the close a reset; drop it first.
+        let mut buf = [0u8; 4096];
+        while matches!(sock.read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// backnd-api patch: turns an accepted socket into the stream a connection is served on,
+/// with a TLS handshake when the server has a TLS context (on the connection's own thread).
+trait Handshake {
+    fn handshake(ssl: &Option<Self>, sock: Connection) -> Option<util::refined_tcp_stream::Stream>
+    where
+        Self: Sized;
+}
+
+#[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+impl Handshake for Arc<()> {
+    fn handshake(_: &Option<Self>, sock: Connection) -> Option<util::refined_tcp_stream::Stream> {
+        Some(sock.into())
+    }
+}
+
+#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+impl Handshake for Arc<crate::ssl::SslContextImpl> {
+    fn handshake(ssl: &Option<Self>, sock: Connection) -> Option<util::refined_tcp_stream::Stream> {
+        match ssl {
+            None => Some(sock.into()),
+            Some(context) => context.accept(sock).ok().map(Into::into),
         }
     }
 }

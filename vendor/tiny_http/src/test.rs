@@ -1,4 +1,5 @@
-use crate::{request::new_request, HTTPVersion, Header, HeaderField, Method, Request};
+use crate::request::{new_request, Reply};
+use crate::{HTTPVersion, Header, HeaderField, Method, Request};
 use ascii::AsciiString;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -71,11 +72,9 @@ impl From<TestRequest> for Request {
             mock.http_version,
             mock.headers,
             Some(mock.remote_addr),
-            mock.body.as_bytes(),
-            std::io::sink(),
-            None,
+            mock.body.as_bytes().to_vec(),
+            Reply::Writer(Box::new(std::io::sink())),
         )
-        .unwrap()
     }
 }
 

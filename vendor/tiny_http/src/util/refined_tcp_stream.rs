@@ -1,6 +1,14 @@
+//! The socket of one client connection, plain or TLS.
+//!
+//! backnd-api patch: upstream split each socket into a read half and a write half (each a
+//! `dup()` of the descriptor) so that a request's body reader and its response writer could
+//! live on different threads. Now the connection's own thread does every read and write, so a
+//! connection is one socket and one descriptor.
+
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -12,28 +20,6 @@ pub(crate) enum Stream {
     Https(SslStream),
 }
 
-impl Stream {
-    /// backnd-api patch: upstream's `Clone` unwrapped `dup()`, which fails (and so panicked in
-    /// the accept thread) when the process is out of file descriptors.
-    pub(crate) fn try_clone(&self) -> IoResult<Self> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(ssl_stream) => Ok(Stream::Https(ssl_stream.clone())),
-        }
-    }
-
-    /// backnd-api patch: used to stop writing and bound the final discard of a closing
-    /// connection.
-    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> IoResult<()> {
-        match self {
-            Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(_) => Ok(()),
-        }
-    }
-}
-
 impl From<Connection> for Stream {
     fn from(tcp_stream: Connection) -> Self {
         Stream::Http(tcp_stream)
@@ -41,7 +27,7 @@ impl From<Connection> for Stream {
 }
 
 impl Stream {
-    fn secure(&self) -> bool {
+    pub(crate) fn secure(&self) -> bool {
         match self {
             Stream::Http(_) => false,
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -49,7 +35,7 @@ impl Stream {
         }
     }
 
-    fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
+    pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.peer_addr(),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -62,6 +48,27 @@ impl Stream {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.shutdown(how),
+        }
+    }
+
+    /// How long the next read may block. Deadlines for a whole head or body are enforced by
+    /// setting this to the time left before each read.
+    ///
+    /// The TLS streams do not expose their socket, so on them this does nothing yet.
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+
+    /// How long the next write may block; see [`Stream::set_read_timeout`].
+    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_write_timeout(timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
         }
     }
 }
@@ -91,84 +98,5 @@ impl Write for Stream {
             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
             Stream::Https(ssl_stream) => ssl_stream.flush(),
         }
-    }
-}
-
-pub struct RefinedTcpStream {
-    stream: Stream,
-    close_read: bool,
-    close_write: bool,
-}
-
-impl RefinedTcpStream {
-    /// backnd-api patch: on failure the stream is handed back, so the caller can still answer.
-    pub(crate) fn new<S>(stream: S) -> Result<(RefinedTcpStream, RefinedTcpStream), Stream>
-    where
-        S: Into<Stream>,
-    {
-        let stream: Stream = stream.into();
-
-        let read = match stream.try_clone() {
-            Ok(read) => read,
-            Err(_) => return Err(stream),
-        };
-        let (read, write) = (read, stream);
-
-        let read = RefinedTcpStream {
-            stream: read,
-            close_read: true,
-            close_write: false,
-        };
-
-        let write = RefinedTcpStream {
-            stream: write,
-            close_read: false,
-            close_write: true,
-        };
-
-        Ok((read, write))
-    }
-
-    /// backnd-api patch: another handle on the same socket, for closing it from a response.
-    pub(crate) fn try_clone_stream(&self) -> IoResult<Stream> {
-        self.stream.try_clone()
-    }
-
-    /// Returns true if this struct wraps around a secure connection.
-    #[inline]
-    pub(crate) fn secure(&self) -> bool {
-        self.stream.secure()
-    }
-
-    pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
-        self.stream.peer_addr()
-    }
-}
-
-impl Drop for RefinedTcpStream {
-    fn drop(&mut self) {
-        if self.close_read {
-            self.stream.shutdown(Shutdown::Read).ok();
-        }
-
-        if self.close_write {
-            self.stream.shutdown(Shutdown::Write).ok();
-        }
-    }
-}
-
-impl Read for RefinedTcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.stream.read(buf)
-    }
-}
-
-impl Write for RefinedTcpStream {
-    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        self.stream.write(buf)
-    }
-
-    fn flush(&mut self) -> IoResult<()> {
-        self.stream.flush()
     }
 }
