@@ -1,6 +1,8 @@
 //! The HTTP vocabulary shared by the server and the handlers: the request a handler sees, the
 //! response it returns, and reading a request body within the size limit.
 
+use std::borrow::Cow;
+
 /// The largest request body accepted, in bytes. Larger ones are refused with 413 by the
 /// connection (tiny_http's `Limits`) before they are read.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -50,8 +52,9 @@ pub(crate) fn path_of(request: &tiny_http::Request) -> &str {
 pub struct ApiResponse {
     /// The HTTP status code.
     pub status: u16,
-    /// The body: serialised JSON for every API response.
-    pub body: Vec<u8>,
+    /// The body: serialised JSON for every API response. Static files (the OpenAPI document,
+    /// Swagger UI) are borrowed, not copied, so a slow reader of a large one costs no memory.
+    pub body: Cow<'static, [u8]>,
     /// The body's media type: `application/json` but for the documentation pages.
     pub content_type: String,
     /// Headers beyond `Content-Type` and `Content-Length`, which are always set.
@@ -68,18 +71,29 @@ impl ApiResponse {
     }
 
     /// Builds a response with a body of any media type.
-    pub fn bytes(status: u16, content_type: impl Into<String>, body: Vec<u8>) -> ApiResponse {
+    pub fn bytes(
+        status: u16,
+        content_type: impl Into<String>,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> ApiResponse {
         ApiResponse {
             status,
-            body,
+            body: body.into(),
             content_type: content_type.into(),
             headers: Vec::new(),
         }
     }
 
     /// Converts into tiny_http's response type.
-    pub(crate) fn into_tiny(self) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-        let mut response = tiny_http::Response::from_data(self.body).with_status_code(self.status);
+    pub(crate) fn into_tiny(self) -> tiny_http::Response<std::io::Cursor<Cow<'static, [u8]>>> {
+        let length = self.body.len();
+        let mut response = tiny_http::Response::new(
+            tiny_http::StatusCode(self.status),
+            Vec::new(),
+            std::io::Cursor::new(self.body),
+            Some(length),
+            None,
+        );
         let headers = [("Content-Type", self.content_type.as_str())]
             .into_iter()
             .chain(

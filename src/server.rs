@@ -559,6 +559,6 @@ mod tests {
         };
         let response = err.into_response();
         assert_eq!(response.status, 500);
-        assert_eq!(response.body, br#"{"detail":"Internal Server Error"}"#);
+        assert_eq!(&*response.body, br#"{"detail":"Internal Server Error"}"#);
     }
 }

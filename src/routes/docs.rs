@@ -14,7 +14,7 @@ pub fn openapi_json(_state: &AppState, _request: &HttpRequest<'_>) -> Result<Rep
     Ok(Reply::Now(ApiResponse::bytes(
         200,
         "application/json",
-        openapi::document_json().to_vec(),
+        openapi::document_json(),
     )))
 }
 
@@ -29,7 +29,7 @@ pub fn docs_redirect(_state: &AppState, _request: &HttpRequest<'_>) -> Result<Re
 pub fn swagger_ui(_state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let tail = request.path().strip_prefix(DOCS_PREFIX).unwrap_or_default();
     let (bytes, content_type, gzipped) = openapi::swagger_file(tail).ok_or(ApiError::NotFound)?;
-    let mut response = ApiResponse::bytes(200, content_type, bytes.into_owned());
+    let mut response = ApiResponse::bytes(200, content_type, bytes);
     if gzipped {
         response
             .headers

@@ -3,7 +3,7 @@
 //! and talks to it over real HTTP.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -517,4 +517,173 @@ pub fn count_users(app: &TestApp) -> i64 {
 /// Breaks the database under the running server (see [`TestDb::destroy`]).
 pub fn destroy_database(app: &TestApp) {
     app.db.destroy();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw connections: for the tests of the front door, where HTTP itself is the subject.
+// ---------------------------------------------------------------------------------------------
+
+/// What a raw connection received, and whether the server closed it.
+#[derive(Debug)]
+pub struct Received {
+    /// Every byte the server sent.
+    pub bytes: Vec<u8>,
+    /// True when the server closed the connection (end of stream or reset) within the wait.
+    pub closed: bool,
+}
+
+impl Received {
+    /// The responses in `bytes`, parsed strictly (see [`parse_responses`]).
+    pub fn responses(&self) -> Vec<RawResponse> {
+        parse_responses(&self.bytes)
+    }
+
+    /// The bytes as text, for failure messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+impl TestApp {
+    /// Opens a raw connection to the server.
+    pub fn connect(&self) -> TcpStream {
+        TcpStream::connect(self.addr).expect("connect")
+    }
+}
+
+/// Reads from `stream` until the server closes it or `within` passes.
+pub fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Received {
+    let deadline = std::time::Instant::now() + within;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Received {
+                bytes,
+                closed: false,
+            };
+        }
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                return Received {
+                    bytes,
+                    closed: true,
+                }
+            }
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Received {
+                    bytes,
+                    closed: false,
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // A reset is the server closing too (it may come instead of the end of stream when
+            // the server closed with our bytes unread).
+            Err(_) => {
+                return Received {
+                    bytes,
+                    closed: true,
+                }
+            }
+        }
+    }
+}
+
+/// Sends `bytes` on a new connection, shuts the sending side (the client has nothing more to
+/// say, so the server never has to wait out a timeout), and reads until the server closes or
+/// `within` passes.
+pub fn send_and_read(app: &TestApp, bytes: &[u8], within: Duration) -> Received {
+    let mut stream = app.connect();
+    // The server may answer and close before it has read everything: a failed write is part
+    // of what is being tested, not an error of the test.
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    read_until_closed(&mut stream, within)
+}
+
+/// Splits what a server sent into responses. Each must be a well-formed HTTP/1.x response whose
+/// body is delimited by `Content-Length` or chunked; panics on anything else, so a test cannot
+/// miss a malformed answer.
+pub fn parse_responses(mut bytes: &[u8]) -> Vec<RawResponse> {
+    let mut responses = Vec::new();
+    while !bytes.is_empty() {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("an incomplete response head: {:?}", lossy(bytes)));
+        let head = std::str::from_utf8(&bytes[..end]).expect("the head is text");
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        assert!(
+            status_line.starts_with("HTTP/1.1 ") || status_line.starts_with("HTTP/1.0 "),
+            "bad status line {status_line:?}"
+        );
+        let status: u16 = status_line[9..12]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad status line {status_line:?}"));
+        let mut headers = HashMap::new();
+        for line in lines {
+            let (name, value) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad header line {line:?}"));
+            headers
+                .entry(name.trim().to_ascii_lowercase())
+                .or_insert_with(|| value.trim().to_owned());
+        }
+        bytes = &bytes[end + 4..];
+        let body = if (100..200).contains(&status) {
+            Vec::new()
+        } else if headers
+            .get("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            let mut body = Vec::new();
+            loop {
+                let line_end = bytes
+                    .windows(2)
+                    .position(|w| w == b"\r\n")
+                    .expect("a chunk size line");
+                let size = usize::from_str_radix(
+                    std::str::from_utf8(&bytes[..line_end]).expect("hex"),
+                    16,
+                )
+                .expect("a chunk size");
+                bytes = &bytes[line_end + 2..];
+                if size == 0 {
+                    assert!(bytes.starts_with(b"\r\n"), "no trailers are sent");
+                    bytes = &bytes[2..];
+                    break body;
+                }
+                body.extend_from_slice(&bytes[..size]);
+                assert_eq!(&bytes[size..size + 2], b"\r\n", "a chunk ends with CRLF");
+                bytes = &bytes[size + 2..];
+            }
+        } else {
+            let length: usize = headers
+                .get("content-length")
+                .map(|v| v.parse().expect("a numeric Content-Length"))
+                .unwrap_or_else(|| panic!("a response without a length: {head}"));
+            assert!(
+                bytes.len() >= length,
+                "a truncated body: {length} bytes announced, {} sent",
+                bytes.len()
+            );
+            let body = bytes[..length].to_vec();
+            bytes = &bytes[length..];
+            body
+        };
+        responses.push(RawResponse {
+            status,
+            headers,
+            body,
+        });
+    }
+    responses
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }

@@ -188,13 +188,17 @@ impl Wire {
                 return Ok(head);
             }
             if !request_line_checked {
-                if let Some(line_end) = find(&self.buffered, b"\r\n") {
-                    // Refuse a version we do not speak, or garbage, as soon as its line is in:
-                    // an HTTP/2 client waits for an answer rather than finishing a head.
-                    check_request_line(&self.buffered[..line_end + 2])?;
-                    request_line_checked = true;
-                } else if self.buffered.len() > MAX_LINE_BYTES {
-                    return Err(Refusal::new(414, "URI Too Long").into());
+                // Refuse a version we do not speak, or garbage, as soon as it shows: a TLS or
+                // HTTP/2 client waits for an answer rather than finishing a head.
+                match find(&self.buffered, b"\r\n") {
+                    Some(line_end) => {
+                        check_request_line(&self.buffered[..line_end + 2])?;
+                        request_line_checked = true;
+                    }
+                    None if self.buffered.len() > MAX_LINE_BYTES => {
+                        return Err(Refusal::new(414, "URI Too Long").into());
+                    }
+                    None => check_request_line(&self.buffered)?,
                 }
             }
             if self.buffered.len() > MAX_HEAD_BYTES {
