@@ -26,6 +26,12 @@ Configuration comes from the environment and from a .env file in the working dir
   HASH_THREADS                     threads computing bcrypt hashes, default one per core
   HASH_QUEUE_SIZE                  hashes that may wait for a thread (then 503), default 64
   HASH_QUEUE_TIMEOUT               seconds within which a hash is answered (else 503), default 10
+  MAX_CONNECTIONS                  connections open at once (then 503), default: what the
+                                   open-file limit leaves
+  IDLE_TIMEOUT                     seconds a connection may wait for its next request, default 30
+  HEADER_TIMEOUT                   seconds for a whole request head (else 408), default 10
+  BODY_TIMEOUT                     seconds for a whole request body (else 408), default 10
+  WRITE_TIMEOUT                    seconds for writing a whole response (else dropped), default 10
   RUST_LOG                         log filter, default info (e.g. warn, debug, access=off)
 
 Routes: POST /auth/register, POST /auth/login, GET /auth/me, GET /health
@@ -59,8 +65,8 @@ fn main() -> ExitCode {
         .parse_filters(config.log_filter.as_deref().unwrap_or("info"))
         .init();
 
-    // tiny_http holds a descriptor per connection (three, counting its read/write split), so
-    // the usual soft limit of 1024 caps concurrent clients far below what the machine allows.
+    // Each connection holds a descriptor, so the usual soft limit of 1024 caps concurrent
+    // clients far below what the machine allows; MAX_CONNECTIONS is derived from the raised one.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => log::debug!("open-file limit: {limit}"),
         Err(err) => log::warn!("could not raise the open-file limit: {err}"),

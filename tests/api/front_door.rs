@@ -400,6 +400,36 @@ fn pipelined_requests_are_answered_in_order_on_one_connection() {
 }
 
 #[test]
+fn bodies_may_hold_any_bytes_however_they_are_framed() {
+    let app = spawn_app();
+    // Pretty-printed JSON has bare LFs, and arrives in one write with its head: they are body
+    // bytes, not line ends, whether the body is framed by length or chunked.
+    let pretty =
+        serde_json::to_string_pretty(&valid_registration("ada@example.com", "a\rb\nc\r\nd!"))
+            .expect("JSON");
+    assert!(pretty.contains('\n'));
+    let by_length = format!(
+        "POST /auth/register HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{pretty}",
+        pretty.len()
+    );
+    let received = send_and_read(&app, by_length.as_bytes(), PROMPTLY);
+    assert_eq!(received.responses()[0].status, 201, "{}", received.text());
+
+    let pretty = pretty.replace("ada@", "bob@");
+    let chunked = format!(
+        "POST /auth/register HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{pretty}\r\n0\r\n\r\n",
+        pretty.len()
+    );
+    let received = send_and_read(&app, chunked.as_bytes(), PROMPTLY);
+    assert_eq!(received.responses()[0].status, 201, "{}", received.text());
+    // And the password with CR and LF in it is the one that works.
+    assert_eq!(app.login("bob@example.com", "a\rb\nc\r\nd!").status, 200);
+    assert_eq!(count_users(&app), 2);
+}
+
+#[test]
 fn empty_lines_before_a_request_are_ignored_and_http_1_0_is_served_then_closed() {
     let app = spawn_app();
     let received = send_and_read(

@@ -165,6 +165,10 @@ impl Wire {
         idle: Duration,
         header_timeout: Duration,
     ) -> Result<Head, Stop> {
+        if self.buffered.is_empty() {
+            // Nothing is pending: an idle connection keeps no buffer.
+            self.buffered = Vec::new();
+        }
         let mut deadline = Instant::now() + idle;
         let mut started = false;
         // How far the line-ending scan has got, so a trickled head is not rescanned.
@@ -181,8 +185,12 @@ impl Wire {
                 started = true;
                 deadline = Instant::now() + header_timeout;
             }
-            check_line_endings(&self.buffered, &mut scanned)?;
-            if let Some(end) = find(&self.buffered, b"\r\n\r\n") {
+            // Only the head is lines: bytes after it (a body, the next request) are not
+            // scanned, since a body may hold any bytes.
+            let end = find(&self.buffered, b"\r\n\r\n");
+            let head_so_far = end.map_or(self.buffered.len(), |end| end + 4);
+            check_line_endings(&self.buffered[..head_so_far], &mut scanned)?;
+            if let Some(end) = end {
                 let head = parse_head(&self.buffered[..end + 4])?;
                 self.consume(end + 4);
                 return Ok(head);
@@ -256,9 +264,12 @@ impl Wire {
     fn read_line(&mut self, max: usize, deadline: Instant, what: &str) -> Result<Vec<u8>, Stop> {
         let mut scanned = 0;
         loop {
-            check_line_endings(&self.buffered, &mut scanned)
+            // Only this line is scanned: chunk data after it may hold any bytes.
+            let end = find(&self.buffered, b"\r\n");
+            let line_so_far = end.map_or(self.buffered.len(), |end| end + 2);
+            check_line_endings(&self.buffered[..line_so_far], &mut scanned)
                 .map_err(|_| Refusal::bad(format!("Invalid {what}: lines must end with CRLF")))?;
-            if let Some(end) = find(&self.buffered, b"\r\n") {
+            if let Some(end) = end {
                 if end + 2 > max {
                     break;
                 }
