@@ -28,6 +28,9 @@ const WORKER_POLL: Duration = Duration::from_millis(100);
 /// waking the watcher and writing the answer still land within the timeout on a busy machine.
 const ANSWER_MARGIN: Duration = Duration::from_millis(50);
 
+/// Connections the kernel may queue for accepting (it caps this at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// How long a graceful shutdown waits for requests that are still arriving.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -242,11 +245,9 @@ fn bind(
     database_connections: usize,
 ) -> std::result::Result<(tiny_http::Server, SocketAddr), StartError> {
     let address = format!("{}:{}", config.host, config.port);
-    let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|source| {
-        StartError::Bind {
-            address: address.clone(),
-            source,
-        }
+    let listener = listen(&config.host, config.port).map_err(|source| StartError::Bind {
+        address: address.clone(),
+        source,
     })?;
     let addr = listener
         .local_addr()
@@ -256,6 +257,36 @@ fn bind(
     let http = tiny_http::Server::from_listener_with_limits(listener, None, limits)
         .map_err(|e| StartError::Other(format!("cannot start the HTTP server: {e}")))?;
     Ok((http, addr))
+}
+
+/// Binds `host:port` (the first of its addresses that works) with a listen queue of
+/// [`LISTEN_BACKLOG`]. The standard library's 128 overflows under a burst of new connections:
+/// the kernel then completes handshakes it never queues (SYN cookies), and those clients wait
+/// on connections the server never sees.
+fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last_error = None;
+    for addr in (host, port).to_socket_addrs()? {
+        let attempt = (|| {
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            // As std does: a restarted server can bind while old connections linger.
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(LISTEN_BACKLOG)?;
+            Ok(TcpListener::from(socket))
+        })();
+        match attempt {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    }))
 }
 
 /// What one client may take: the configured timeouts, the body limit, and `MAX_CONNECTIONS`, by

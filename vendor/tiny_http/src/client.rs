@@ -267,7 +267,7 @@ fn close_gracefully(mut wire: Wire) {
     let _ = stream.set_read_timeout(Some(DISCARD_READ_TIMEOUT));
     let deadline = Instant::now() + DISCARD_MAX_TIME;
     let mut discarded = 0;
-    let mut buf = [0u8; 4096];
+    let mut buf = vec![0u8; 4096];
     while discarded < DISCARD_MAX_BYTES && Instant::now() < deadline {
         match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,

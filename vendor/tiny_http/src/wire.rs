@@ -43,6 +43,10 @@ pub(crate) const MAX_TRAILER_BYTES: usize = 4 * 1024;
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 4 * 1024;
 
+/// The least read at a time, and all that is read for the start of a request: most requests
+/// fit, and an idle connection holds no more than this while it waits.
+const FIRST_READ: usize = 1024;
+
 /// Why a message is refused: the status and `detail` its answer carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal {
@@ -134,18 +138,33 @@ impl Wire {
         // A zero duration means "no timeout" to the socket, so never pass one.
         self.stream
             .set_read_timeout(Some(remaining.max(Duration::from_millis(1))))?;
-        let mut chunk = [0u8; READ_CHUNK];
-        loop {
-            match self.stream.read(&mut chunk) {
-                Ok(n) => {
-                    self.buffered.extend_from_slice(&chunk[..n]);
-                    return Ok(n);
-                }
+        // Read straight into the buffer, not through an array on the stack: every idle
+        // connection's thread waits in here, and each stack page it touches stays resident
+        // for as long as the thread lives. A connection between requests reads little.
+        // Read about as much as has arrived so far: a head trickling in keeps a buffer the
+        // size of what it sent, not of the largest read.
+        let start = self.buffered.len();
+        let want = start.clamp(FIRST_READ, READ_CHUNK);
+        self.buffered.reserve_exact(want);
+        self.buffered.resize(start + want, 0);
+        let read = loop {
+            match self.stream.read(&mut self.buffered[start..]) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    return Err(ErrorKind::TimedOut.into())
+                other => break other,
+            }
+        };
+        match read {
+            Ok(n) => {
+                self.buffered.truncate(start + n);
+                Ok(n)
+            }
+            Err(e) => {
+                self.buffered.truncate(start);
+                if e.kind() == ErrorKind::WouldBlock {
+                    Err(ErrorKind::TimedOut.into())
+                } else {
+                    Err(e)
                 }
-                Err(e) => return Err(e),
             }
         }
     }
@@ -400,7 +419,8 @@ fn parse_refusal(err: httparse::Error) -> Refusal {
 
 /// Parses a complete head (ending with the empty line) and checks what httparse leaves to us.
 fn parse_head(bytes: &[u8]) -> Result<Head, Refusal> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    // On the heap: 3 KiB of stack would stay resident in every connection's thread.
+    let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut slots);
     match request.parse(bytes) {
         Ok(httparse::Status::Complete(_)) => {}
