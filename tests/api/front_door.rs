@@ -485,12 +485,29 @@ fn over_long_request_lines_get_414_and_over_large_heads_get_431() {
     let received = send_and_read(&app, long_target.as_bytes(), PROMPTLY);
     assert_refused_and_closed(&received, 414, "a 9,000-byte target");
 
-    // Each line is within 8 KiB and there are fewer than 100, but together over 32 KiB.
-    let mut head = String::from("GET /health HTTP/1.1\r\nHost: t\r\n");
-    for i in 0..8 {
-        head.push_str(&format!("X-Big-{i}: {}\r\n", "b".repeat(5000)));
+    // Each line is within 8 KiB and there are fewer than 100, but together over 32 KiB: refused
+    // whether the head arrives in one write (so one read can bring in both the limit and the
+    // end of the head) or in small pieces.
+    for total in [33_297, 36_000, 40_000] {
+        let mut head = String::from("GET /health HTTP/1.1\r\nHost: t\r\n");
+        while head.len() + 1000 < total {
+            head.push_str(&format!("X-{:04}: {}\r\n", head.len(), "w".repeat(990)));
+        }
+        head.push_str(&format!(
+            "X-Last: {}\r\n\r\n",
+            "w".repeat(total - head.len() - 12)
+        ));
+        assert_eq!(head.len(), total);
+        let received = send_and_read(&app, head.as_bytes(), PROMPTLY);
+        assert_refused_and_closed(&received, 431, &format!("a {total}-byte head in one write"));
+
+        let mut stream = app.connect();
+        for piece in head.as_bytes().chunks(1000) {
+            if stream.write_all(piece).is_err() {
+                break;
+            }
+        }
+        let received = read_until_closed(&mut stream, PROMPTLY);
+        assert_refused_and_closed(&received, 431, &format!("a {total}-byte head in pieces"));
     }
-    head.push_str("\r\n");
-    let received = send_and_read(&app, head.as_bytes(), PROMPTLY);
-    assert_refused_and_closed(&received, 431, "a 40,000-byte head");
 }

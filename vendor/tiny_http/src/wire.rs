@@ -210,6 +210,10 @@ impl Wire {
             let head_so_far = end.map_or(self.buffered.len(), |end| end + 4);
             check_line_endings(&self.buffered[..head_so_far], &mut scanned)?;
             if let Some(end) = end {
+                // However the bytes arrived: one read can bring both the limit and the end.
+                if end + 4 > MAX_HEAD_BYTES {
+                    return Err(Refusal::new(431, "Request Header Fields Too Large").into());
+                }
                 let head = parse_head(&self.buffered[..end + 4])?;
                 self.consume(end + 4);
                 return Ok(head);

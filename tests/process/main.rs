@@ -2,151 +2,21 @@
 //! graceful shutdown on SIGTERM, and serving again after running out of file descriptors.
 //! These need a process of their own (signals, descriptor limits), so they start the compiled
 //! `backnd-api` with a fresh database in a temporary directory.
+//!
+//! `harness.rs` starts the binary and talks raw HTTP to it; `front_door.rs` checks what refused
+//! and turned-away connections leave behind in the process; `wire_fuzz.rs` feeds it generated
+//! and mutated requests and checks the rules every answer keeps.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod front_door;
+mod harness;
+mod wire_fuzz;
+
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_backnd-api");
-const SECRET: &str = "process-test-secret-0123456789abcdef012345";
-
-/// A running `backnd-api` process.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    /// Its log lines (stderr), from the one after "listening on" onwards.
-    log: mpsc::Receiver<String>,
-    /// The lines it logged up to and including "listening on".
-    start_up_log: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    /// Collects log lines until `until` matches one or `timeout` passes.
-    fn log_until(&self, until: impl Fn(&str) -> bool, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut lines = Vec::new();
-        while let Ok(line) = self
-            .log
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            let done = until(&line);
-            lines.push(line);
-            if done {
-                break;
-            }
-        }
-        lines
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary on a free port with a fresh database, optionally under a descriptor limit
-/// (soft and hard, so the binary cannot raise it), and waits for its "listening on" line.
-fn start(descriptor_limit: Option<u32>) -> Running {
-    start_with(
-        descriptor_limit,
-        &[("JWT_SECRET", SECRET), ("RUST_LOG", "info,access=off")],
-    )
-}
-
-/// Like [`start`], with these variables set (the database, port and cost are always set).
-fn start_with(descriptor_limit: Option<u32>, vars: &[(&str, &str)]) -> Running {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut command = match descriptor_limit {
-        Some(limit) => {
-            let mut c = Command::new("bash");
-            c.args(["-c", &format!("ulimit -n {limit} && exec \"$0\""), BIN]);
-            c
-        }
-        None => Command::new(BIN),
-    };
-    let mut child = command
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", "sqlite:///./db.sqlite3")
-        .env("PORT", "0")
-        .env("BCRYPT_COST", "4")
-        .env("WORKERS", "2")
-        .envs(vars.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start backnd-api");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        // Keep draining so the child never blocks on a full pipe.
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut start_up_log = Vec::new();
-    let addr = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("backnd-api reports where it listens");
-        start_up_log.push(line.clone());
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().expect("address");
-            break addr.parse().expect("socket address");
-        }
-    };
-    Running {
-        child,
-        addr,
-        log: rx,
-        start_up_log,
-        _dir: dir,
-    }
-}
-
-/// Sends `request` on `stream` and reads one response (headers and a Content-Length body).
-fn exchange(stream: &mut TcpStream, request: &[u8], timeout: Duration) -> std::io::Result<String> {
-    stream.set_read_timeout(Some(timeout))?;
-    stream.write_all(request)?;
-    read_response(stream)
-}
-
-fn read_response(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&received).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_owned())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if body.len() >= length {
-                return Ok(text);
-            }
-        }
-        match stream.read(&mut buf)? {
-            0 => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, text)),
-            n => received.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n";
+use harness::{exchange, read_response, start, start_with, BIN, HEALTH, SECRET};
 
 #[test]
 fn help_and_version_print_and_exit_zero() {
@@ -279,7 +149,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
 #[test]
 fn the_server_serves_again_after_running_out_of_file_descriptors() {
     // MAX_CONNECTIONS is set past the descriptor limit, so that the server really runs out
-    // (by default it refuses connections before that: see the test below). Out of
+    // (by default it refuses connections before that: see `front_door.rs`). Out of
     // descriptors, a connection is either accepted with the last free one (and told 503) or not
     // accepted at all (and waits in the listen backlog). Which depends on how many the process
     // holds when it runs out; so run three limits in a row, and check each recovers. Both must keep the server
