@@ -73,7 +73,7 @@ pub struct Config {
     pub host: String,
     /// The port to listen on; 0 asks the OS for a free one (`PORT`).
     pub port: u16,
-    /// How many request-handling threads to run (`WORKERS`).
+    /// How many requests are handled at once (`WORKERS`); each runs on its connection's thread.
     pub workers: usize,
     /// The bcrypt work factor for new password hashes (`BCRYPT_COST`).
     pub bcrypt_cost: u32,

@@ -21,7 +21,7 @@ Configuration comes from the environment and from a .env file in the working dir
   JWT_ALGORITHM                    HS256 (default), HS384 or HS512
   JWT_ACCESS_TOKEN_EXPIRE_MINUTES  token lifetime, default 60
   HOST, PORT                       listen address, default 127.0.0.1 and 8000
-  WORKERS                          request worker threads, default 4 per core (at least 8)
+  WORKERS                          requests handled at once, default 4 per core (at least 8)
   BCRYPT_COST                      4-31, default 12
   HASH_THREADS                     threads computing bcrypt hashes, default one per core
   HASH_QUEUE_SIZE                  hashes that may wait for a thread (then 503), default 64

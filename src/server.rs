@@ -1,14 +1,16 @@
-//! The running service: the listener, the request workers, the hashing pool, routing each
-//! request to its handler, writing responses, the access log, and graceful shutdown.
+//! The running service: the listener, the hashing pool, routing each request to its handler,
+//! the access log, and graceful shutdown.
 //!
-//! Request workers take requests from tiny_http and answer everything that is cheap. bcrypt
-//! (a quarter of a second of a core at cost 12) runs on a separate pool of one thread per core
-//! behind a bounded queue, so logins in flight never hold the workers that answer `/health`
-//! and `/auth/me`; when the queue is full the excess is refused at once with 503.
+//! tiny_http gives each connection a thread, which reads whole requests and writes their
+//! answers (see vendor/tiny_http/PATCHES.md). Everything cheap is answered right there, on the
+//! connection's thread, at most `WORKERS` requests at once. bcrypt (a quarter of a second of a
+//! core at cost 12) runs on a separate pool of one thread per core behind a bounded queue, so
+//! logins in flight never hold up `/health` and `/auth/me`; when the queue is full the excess
+//! is refused at once with 503.
 
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,8 +23,8 @@ use crate::routes::{self, Claim, Deferred, Reply};
 use crate::security::TokenKeys;
 use crate::state::AppState;
 
-/// How often an idle worker looks up from its queue to see whether the server is stopping.
-const WORKER_POLL: Duration = Duration::from_millis(100);
+/// How often a stopping server looks whether its last requests have been answered.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// How much before its `HASH_QUEUE_TIMEOUT` a running hash's client is answered 503, so that
 /// waking the watcher and writing the answer still land within the timeout on a busy machine.
@@ -31,8 +33,12 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(50);
 /// Connections the kernel may queue for accepting (it caps this at `net.core.somaxconn`).
 const LISTEN_BACKLOG: i32 = 4096;
 
-/// How long a graceful shutdown waits for requests that are still arriving.
+/// How long a graceful shutdown waits for requests still arriving or being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a graceful shutdown then waits for answers still being written. A client that
+/// reads takes milliseconds; one that does not would hold the exit until `WRITE_TIMEOUT`.
+const SHUTDOWN_WRITE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -117,23 +123,56 @@ struct AccessLog {
     started: Instant,
 }
 
-/// What the worker threads share.
+/// What the connection threads' handler and the hashing threads share.
 struct Shared {
     http: tiny_http::Server,
     state: AppState,
-    /// Set when shutdown begins (so its presence means "stopping"): past it, requests still
-    /// arriving are no longer waited for.
-    drain_deadline: OnceLock<Instant>,
+    /// Requests being handled at once, at most `WORKERS`.
+    handling: Permits,
     /// Requests waiting for a hashing thread.
     hash_queue: HashQueue<Job>,
     /// Requests being hashed, watched for their deadline.
     running: Mutex<Vec<Running>>,
 }
 
-impl Shared {
-    /// True once shutdown has begun.
-    fn stopping(&self) -> bool {
-        self.drain_deadline.get().is_some()
+/// A counting semaphore: how many requests may be handled at once. Connections are many and
+/// each has a thread; this keeps the handlers (and so the database pool) to `WORKERS` at a
+/// time, the rest waiting their turn.
+struct Permits {
+    free: Mutex<usize>,
+    released: Condvar,
+}
+
+impl Permits {
+    fn new(count: usize) -> Permits {
+        Permits {
+            free: Mutex::new(count),
+            released: Condvar::new(),
+        }
+    }
+
+    /// Runs `work` once a permit is free, and frees it after (a panic included).
+    fn run<T>(&self, work: impl FnOnce() -> T) -> T {
+        struct Held<'a>(&'a Permits);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                *self.0.lock() += 1;
+                self.0.released.notify_one();
+            }
+        }
+        let mut free = self.lock();
+        while *free == 0 {
+            free = self.released.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        drop(free);
+        let _held = Held(self);
+        work()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
+        // A count is sound whatever panicked while it was held.
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -147,7 +186,6 @@ impl Queued for Job {
 pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
     /// The hashing threads and the thread that enforces their queue's deadline.
     hashers: Vec<JoinHandle<()>>,
 }
@@ -170,7 +208,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
     let shared = Arc::new(Shared {
         http,
         state,
-        drain_deadline: OnceLock::new(),
+        handling: Permits::new(workers),
         hash_queue: HashQueue::new(
             hash_threads,
             config.hash_queue_size,
@@ -182,7 +220,6 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
     let mut server = Server {
         addr,
         shared: shared.clone(),
-        workers: Vec::new(),
         hashers: Vec::new(),
     };
     for i in 0..hash_threads {
@@ -199,14 +236,16 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         .push(start_thread("hash-deadlines".to_owned(), move || {
             deadline_loop(&watcher)
         })?);
-    for i in 0..workers {
-        let shared = shared.clone();
-        server
-            .workers
-            .push(start_thread(format!("worker-{i}"), move || {
-                worker_loop(&shared)
-            })?);
-    }
+    // Weak: the handler lives inside `shared.http`, and must not keep `shared` alive itself.
+    let handler_shared = Arc::downgrade(&shared);
+    shared
+        .http
+        .set_handler(Arc::new(move |request: tiny_http::Request| {
+            // Gone only once the server is dropped: the request is then answered 500.
+            if let Some(shared) = handler_shared.upgrade() {
+                shared.handling.run(|| handle(&shared, request));
+            }
+        }));
     log::info!("listening on http://{addr} ({workers} workers, {hash_threads} hashing threads)");
     Ok(server)
 }
@@ -329,19 +368,16 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        self.shared.http.stop_accepting();
-        let _ = self
-            .shared
-            .drain_deadline
-            .set(Instant::now() + SHUTDOWN_GRACE);
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-        // With the workers gone nothing more is queued: the hashers finish the queue and end.
+        let http = &self.shared.http;
+        http.stop_accepting();
+        // Requests already arriving (a body has until BODY_TIMEOUT), being handled or hashed.
+        wait_until(|| http.requests_in_progress() == 0, SHUTDOWN_GRACE);
+        // Nothing more can be queued now: the hashers finish the queue and end.
         self.shared.hash_queue.close();
         for hasher in self.hashers.drain(..) {
             let _ = hasher.join();
         }
+        wait_until(|| http.responses_being_written() == 0, SHUTDOWN_WRITE_GRACE);
     }
 }
 
@@ -351,35 +387,12 @@ impl Drop for Server {
     }
 }
 
-fn worker_loop(shared: &Shared) {
-    loop {
-        match shared.http.recv_timeout(WORKER_POLL) {
-            Ok(Some(request)) => handle(shared, request),
-            Ok(None) if shared.stopping() => {
-                if still_arriving(shared) {
-                    continue;
-                }
-                // A connection queues its request before it stops counting it as arriving, so
-                // with the count at zero one last look at the queue cannot miss a request.
-                match shared.http.try_recv() {
-                    Ok(Some(request)) => handle(shared, request),
-                    _ => return,
-                }
-            }
-            Ok(None) => {}
-            Err(err) => log::warn!("receiving a request failed: {err}"),
-        }
+/// Waits until `done()` or for `at_most`, whichever comes first.
+fn wait_until(done: impl Fn() -> bool, at_most: Duration) {
+    let deadline = Instant::now() + at_most;
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(DRAIN_POLL);
     }
-}
-
-/// During shutdown: whether some connection is still receiving a request, within the grace
-/// period.
-fn still_arriving(shared: &Shared) -> bool {
-    let within_grace = shared
-        .drain_deadline
-        .get()
-        .is_some_and(|deadline| Instant::now() < *deadline);
-    within_grace && shared.http.requests_in_progress() > 0
 }
 
 /// Routes one request and answers it, or hands it to the hashing pool.

@@ -7,7 +7,8 @@
 //!
 //! 1. wait up to `idle_timeout` for a request to begin, then read its head within
 //!    `header_timeout` and its whole body within `body_timeout` (`wire.rs`);
-//! 2. hand the complete request to the application and wait for its response;
+//! 2. hand the complete request to the application (run its handler here, or queue it for
+//!    `recv()`) and wait for its response;
 //! 3. write the response within `write_timeout`, then go back to 1, or close.
 //!
 //! So a connection has at most one request with the application at a time (pipelined requests
@@ -53,10 +54,10 @@ pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
             Err(Stop::Closed) => return,
             Err(Stop::Refused(refusal)) => return refuse(wire, &refusal, limits.write_timeout),
         };
-        // Counted from here until the request is queued, so that a graceful shutdown waits for
-        // a request whose body is still arriving. Counting before looking at `closing` means
-        // the server either waits for this request or this request sees the shutdown.
-        let arriving = Arriving::begin(&shared.in_progress);
+        // Counted from here until it is answered, so that a graceful shutdown waits for a
+        // request whose body is still arriving. Counting before looking at `closing` means the
+        // server either waits for this request or this request sees the shutdown.
+        let arriving = Counted::begin(&shared.in_progress);
         if shared.closing() {
             let refusal = Refusal {
                 status: 503,
@@ -105,8 +106,10 @@ pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
             body,
             Reply::Connection(sender),
         );
-        shared.messages.push(request);
-        drop(arriving);
+        match shared.handler.get() {
+            Some(handler) => handler(request),
+            None => shared.messages.push(request),
+        }
 
         let Some(mut response) = wait_for_response(&receiver, shared) else {
             return;
@@ -115,7 +118,13 @@ pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
         if close && !closes(&response) {
             response.add_header(connection_close());
         }
-        if write_response(&mut wire, response, version, is_head, limits.write_timeout).is_err() {
+        // Answered: now counted as an answer being written, which a shutdown waits for only
+        // briefly (a client that does not read would hold it until the write deadline).
+        let writing = Counted::begin(&shared.writing);
+        drop(arriving);
+        let written = write_response(&mut wire, response, version, is_head, limits.write_timeout);
+        drop(writing);
+        if written.is_err() {
             return;
         }
         if close {
@@ -124,17 +133,17 @@ pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
     }
 }
 
-/// Counts a request in `in_progress` for as long as it lives.
-struct Arriving<'a>(&'a AtomicUsize);
+/// Counts one in a counter for as long as it lives.
+struct Counted<'a>(&'a AtomicUsize);
 
-impl<'a> Arriving<'a> {
-    fn begin(counter: &'a AtomicUsize) -> Arriving<'a> {
+impl<'a> Counted<'a> {
+    fn begin(counter: &'a AtomicUsize) -> Counted<'a> {
         counter.fetch_add(1, Ordering::SeqCst);
-        Arriving(counter)
+        Counted(counter)
     }
 }
 
-impl Drop for Arriving<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }

@@ -136,10 +136,11 @@ Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent
 /// backnd-api patch: pause after a failed accept, so a shortage of descriptors does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
 
-/// backnd-api patch: the stack of a connection's thread. It parses a head, decodes a body and
-/// writes a response, all with small buffers, so a small stack keeps thousands of idle
-/// connections cheap (only the pages a thread touches count towards memory).
-const CONNECTION_STACK_BYTES: usize = 256 * 1024;
+/// backnd-api patch: the stack of a connection's thread. Only the pages a thread touches count
+/// towards memory, and the connection code keeps its buffers on the heap, so an idle connection
+/// costs a few pages whatever this is; it is sized for the handler that may run on the thread
+/// (`Server::set_handler`), with room for deep JSON in a debug build.
+const CONNECTION_STACK_BYTES: usize = 1024 * 1024;
 
 /// backnd-api patch: what one client may take, in time and space.
 ///
@@ -176,16 +177,24 @@ impl Default for Limits {
     }
 }
 
+/// backnd-api patch: what handles a request on its connection's thread (see
+/// [`Server::set_handler`]).
+pub type Handler = Arc<dyn Fn(Request) + Send + Sync>;
+
 /// backnd-api patch: what the accept thread, the connection threads and the `Server` share.
 pub(crate) struct Shared {
     messages: Arc<MessagesQueue<Request>>,
+    /// When set, requests are passed to it rather than queued for `recv()`.
+    handler: std::sync::OnceLock<Handler>,
     limits: Limits,
     /// Set once the server stops accepting: connections finish their request and close.
     closing: AtomicBool,
     /// Set once the `Server` is dropped: nobody will take queued requests any more.
     gone: AtomicBool,
-    /// Requests whose head has been read and that are not yet queued for `recv()`.
+    /// Requests whose head has been read and that are not yet answered.
     in_progress: AtomicUsize,
+    /// Answers being written.
+    writing: AtomicUsize,
     /// Connections open now.
     open: AtomicUsize,
 }
@@ -342,10 +351,12 @@ impl Server {
         let messages = MessagesQueue::with_capacity(8);
         let shared = Arc::new(Shared {
             messages: messages.clone(),
+            handler: std::sync::OnceLock::new(),
             limits,
             closing: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             in_progress: AtomicUsize::new(0),
+            writing: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
         });
 
@@ -414,11 +425,29 @@ impl Iterator for IncomingRequests<'_> {
 }
 
 impl Server {
-    /// backnd-api patch: how many requests have arrived (their head is read) but are not yet
-    /// available to `recv()`, their body still arriving. A graceful shutdown waits for this to
-    /// reach zero.
+    /// backnd-api patch: hands every request to `handler`, on the thread of the connection it
+    /// arrived on, instead of queueing it for `recv()`. The handler answers with
+    /// [`Request::respond`], then or later from any thread; the connection writes the answer.
+    ///
+    /// Running the handler where the request already is saves handing it to another thread and
+    /// back: on a busy machine those two wake-ups cost more than a cheap request itself. Set it
+    /// before the first request arrives (only the first call counts). The handler should not
+    /// own this `Server` (hold a `Weak`), or neither is ever dropped.
+    pub fn set_handler(&self, handler: Handler) {
+        let _ = self.shared.handler.set(handler);
+    }
+
+    /// backnd-api patch: how many requests have arrived (their head is read) and are not yet
+    /// answered: their body still arriving, or waiting for or in a handler. A graceful shutdown
+    /// waits for this to reach zero.
     pub fn requests_in_progress(&self) -> usize {
         self.shared.in_progress.load(SeqCst)
+    }
+
+    /// backnd-api patch: how many answers are being written to their connections. A graceful
+    /// shutdown gives these a moment before the process exits.
+    pub fn responses_being_written(&self) -> usize {
+        self.shared.writing.load(SeqCst)
     }
 
     /// backnd-api patch: stops accepting new connections while requests already received can
