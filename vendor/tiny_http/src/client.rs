@@ -77,7 +77,7 @@ pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
         }
         if head.expects_continue
             && write_within(
-                wire.stream(),
+                &mut wire,
                 b"HTTP/1.1 100 Continue\r\n\r\n",
                 limits.write_timeout,
             )
@@ -221,20 +221,14 @@ fn write_response(
     timeout: Duration,
 ) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut writer = BufWriter::with_capacity(
-        8 * 1024,
-        DeadlineWriter {
-            stream: wire.stream(),
-            deadline,
-        },
-    );
+    let mut writer = BufWriter::with_capacity(8 * 1024, DeadlineWriter { wire, deadline });
     response.raw_print(&mut writer, version, &[], is_head, None)?;
     writer.flush()
 }
 
-fn write_within(stream: &mut Stream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+fn write_within(wire: &mut Wire, bytes: &[u8], timeout: Duration) -> io::Result<()> {
     DeadlineWriter {
-        stream,
+        wire,
         deadline: Instant::now() + timeout,
     }
     .write_all(bytes)
@@ -242,19 +236,14 @@ fn write_within(stream: &mut Stream, bytes: &[u8], timeout: Duration) -> io::Res
 
 /// A writer that gives up at `deadline`, however the client paces its reading.
 struct DeadlineWriter<'a> {
-    stream: &'a mut Stream,
+    wire: &'a mut Wire,
     deadline: Instant,
 }
 
 impl Write for DeadlineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let remaining = self.deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(ErrorKind::TimedOut.into());
-        }
-        self.stream
-            .set_write_timeout(Some(remaining.max(Duration::from_millis(1))))?;
-        self.stream.write(buf).map_err(|e| {
+        self.wire.write_deadline(self.deadline)?;
+        self.wire.stream().write(buf).map_err(|e| {
             if e.kind() == ErrorKind::WouldBlock {
                 ErrorKind::TimedOut.into()
             } else {
@@ -264,7 +253,7 @@ impl Write for DeadlineWriter<'_> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.stream.flush()
+        self.wire.stream().flush()
     }
 }
 

@@ -111,10 +111,18 @@ pub(crate) struct Head {
     pub(crate) close: bool,
 }
 
+/// How far past its deadline a wait on the socket may run. The socket's timeout set for one wait
+/// then serves the next ones as long as it is within this of the time left: otherwise each
+/// keep-alive request would cost two more system calls, to set the read and write timeouts.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(100);
+
 /// A connection's socket with the bytes read from it but not yet used.
 pub(crate) struct Wire {
     stream: Stream,
     buffered: Vec<u8>,
+    /// The socket's read and write timeouts as last set.
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
 }
 
 impl Wire {
@@ -122,6 +130,8 @@ impl Wire {
         Wire {
             stream,
             buffered: Vec::new(),
+            read_timeout: None,
+            write_timeout: None,
         }
     }
 
@@ -129,15 +139,22 @@ impl Wire {
         &mut self.stream
     }
 
+    /// Makes the next write on the socket give up at `deadline` (within [`TIMEOUT_SLACK`]).
+    pub(crate) fn write_deadline(&mut self, deadline: Instant) -> io::Result<()> {
+        let timeout = time_left(deadline, self.write_timeout)?;
+        if let Some(timeout) = timeout {
+            self.stream.set_write_timeout(Some(timeout))?;
+            self.write_timeout = Some(timeout);
+        }
+        Ok(())
+    }
+
     /// Reads more bytes, waiting no later than `deadline`. `Ok(0)` is the end of the stream.
     fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(ErrorKind::TimedOut.into());
+        if let Some(timeout) = time_left(deadline, self.read_timeout)? {
+            self.stream.set_read_timeout(Some(timeout))?;
+            self.read_timeout = Some(timeout);
         }
-        // A zero duration means "no timeout" to the socket, so never pass one.
-        self.stream
-            .set_read_timeout(Some(remaining.max(Duration::from_millis(1))))?;
         // Read straight into the buffer, not through an array on the stack: every idle
         // connection's thread waits in here, and each stack page it touches stays resident
         // for as long as the thread lives. A connection between requests reads little.
@@ -342,6 +359,21 @@ impl Wire {
             trailer_bytes += line.len() + 2;
             check_trailer_line(&line)?;
         }
+    }
+}
+
+/// The socket timeout a wait ending at `deadline` needs: `None` when `current` will do (it ends
+/// the wait no earlier than the deadline, and no later than [`TIMEOUT_SLACK`] after it), a
+/// `TimedOut` error when the deadline has passed.
+fn time_left(deadline: Instant, current: Option<Duration>) -> io::Result<Option<Duration>> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Err(ErrorKind::TimedOut.into());
+    }
+    match current {
+        Some(current) if current >= remaining && current <= remaining + TIMEOUT_SLACK => Ok(None),
+        // A zero duration means "no timeout" to the socket, so never ask for one.
+        _ => Ok(Some(remaining.max(Duration::from_millis(1)))),
     }
 }
 
@@ -776,6 +808,27 @@ mod tests {
             head("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Close\r\n\r\n")
                 .expect("valid")
                 .close
+        );
+    }
+
+    #[test]
+    fn a_socket_timeout_is_kept_only_while_it_ends_the_wait_on_time() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert!(time_left(deadline, None).expect("in time").is_some());
+        // Ends the wait at the deadline, or a little after: kept.
+        let kept = Duration::from_secs(10) + Duration::from_millis(50);
+        assert_eq!(time_left(deadline, Some(kept)).expect("in time"), None);
+        // Would end it early, or far too late: set anew, to the time left.
+        for current in [Duration::from_secs(5), Duration::from_secs(30)] {
+            let set = time_left(deadline, Some(current))
+                .expect("in time")
+                .expect("set anew");
+            assert!(set <= Duration::from_secs(10) && set > Duration::from_secs(9));
+        }
+        let passed = Instant::now() - Duration::from_millis(1);
+        assert_eq!(
+            time_left(passed, None).map_err(|e| e.kind()),
+            Err(ErrorKind::TimedOut)
         );
     }
 
