@@ -73,6 +73,24 @@ impl Running {
         let mut stream = TcpStream::connect(self.addr).expect("connect");
         exchange(&mut stream, request, timeout).expect("an answer")
     }
+
+    /// Asks for `/health` on new connections until it is served 200, while it is turned away
+    /// with 503 (as when out of connections or descriptors), for at most `within`.
+    pub fn wait_until_served(&self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let answer = self.ask(HEALTH, Duration::from_secs(10));
+            if answer.starts_with("HTTP/1.1 200") {
+                return;
+            }
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still turned away after {within:?}: {answer}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Running {

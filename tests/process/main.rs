@@ -218,20 +218,7 @@ fn runs_out_then_recovers(limit: u32) -> &'static str {
     };
     // Closing a held connection frees its descriptors once its thread notices, so allow a
     // moment before a new connection must be served.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut fresh = TcpStream::connect(running.addr).expect("connect");
-        let answer = exchange(&mut fresh, HEALTH, Duration::from_secs(10)).expect("fresh answer");
-        if answer.starts_with("HTTP/1.1 200") {
-            break;
-        }
-        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-        assert!(
-            Instant::now() < deadline,
-            "still out of descriptors: {answer}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    running.wait_until_served(Duration::from_secs(10));
     way
 }
 
