@@ -17,6 +17,7 @@
 
 use std::io::{self, BufWriter, ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -58,7 +59,9 @@ pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
         // request whose body is still arriving. Counting before looking at `closing` means the
         // server either waits for this request or this request sees the shutdown.
         let arriving = Counted::begin(&shared.in_progress);
+        // A refusal is not waited for by a shutdown (its close may linger for a while).
         if shared.closing() {
+            drop(arriving);
             let refusal = Refusal {
                 status: 503,
                 detail: "Service Unavailable: the server is shutting down".to_owned(),
@@ -68,6 +71,7 @@ pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
         if let Framing::Length(length) = head.framing {
             if length > limits.max_body_bytes as u64 {
                 // Refused before a byte of it is read, and before `100 Continue` invites it.
+                drop(arriving);
                 return refuse(
                     wire,
                     &too_large(limits.max_body_bytes),
@@ -89,7 +93,10 @@ pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
         let body = match wire.read_body(head.framing, limits.max_body_bytes, body_deadline) {
             Ok(body) => body,
             Err(Stop::Closed) => return,
-            Err(Stop::Refused(refusal)) => return refuse(wire, &refusal, limits.write_timeout),
+            Err(Stop::Refused(refusal)) => {
+                drop(arriving);
+                return refuse(wire, &refusal, limits.write_timeout);
+            }
         };
 
         let (sender, receiver) = mpsc::sync_channel(1);
@@ -107,7 +114,11 @@ pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
             Reply::Connection(sender),
         );
         match shared.handler.get() {
-            Some(handler) => handler(request),
+            // A panic that escapes the handler has dropped the request, which answered 500:
+            // write that, rather than lose the connection's thread.
+            Some(handler) => {
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| handler(request)));
+            }
             None => shared.messages.push(request),
         }
 
