@@ -98,6 +98,10 @@ pub struct Config {
     /// `None` derives it from the open-file limit when the server starts
     /// ([`default_max_connections`]).
     pub max_connections: Option<usize>,
+    /// Connections one client (an IPv4 address or an IPv6 /64) may hold at once
+    /// (`MAX_CONNECTIONS_PER_CLIENT`); past it its new ones get 503. `None`: half of
+    /// `MAX_CONNECTIONS`, so that no one client can take them all.
+    pub max_connections_per_client: Option<usize>,
     /// How long a connection may wait for its next request before it is closed
     /// (`IDLE_TIMEOUT`, seconds).
     pub idle_timeout: std::time::Duration,
@@ -136,7 +140,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Every variable the service reads, in the order they are checked.
-pub const VARIABLES: [&str; 19] = [
+pub const VARIABLES: [&str; 20] = [
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT",
@@ -151,6 +155,7 @@ pub const VARIABLES: [&str; 19] = [
     "HASH_QUEUE_SIZE",
     "HASH_QUEUE_TIMEOUT",
     "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_CLIENT",
     "IDLE_TIMEOUT",
     "HEADER_TIMEOUT",
     "BODY_TIMEOUT",
@@ -285,16 +290,14 @@ impl Config {
             }
             None => std::time::Duration::from_secs(DEFAULT_HASH_QUEUE_TIMEOUT_SECS),
         };
-        let max_connections = match get("MAX_CONNECTIONS") {
-            Some(value) => Some(parse_count(
-                "MAX_CONNECTIONS",
-                &value,
-                1,
-                MAX_MAX_CONNECTIONS,
-                "connection count",
-            )?),
-            None => None,
+        let connections = |name: &'static str| match get(name) {
+            Some(value) => {
+                parse_count(name, &value, 1, MAX_MAX_CONNECTIONS, "connection count").map(Some)
+            }
+            None => Ok(None),
         };
+        let max_connections = connections("MAX_CONNECTIONS")?;
+        let max_connections_per_client = connections("MAX_CONNECTIONS_PER_CLIENT")?;
         let seconds = |name: &'static str, default: u64| match get(name) {
             Some(value) => parse_seconds(name, &value, MAX_IO_TIMEOUT_SECS),
             None => Ok(std::time::Duration::from_secs(default)),
@@ -324,6 +327,7 @@ impl Config {
             hash_queue_size,
             hash_queue_timeout,
             max_connections,
+            max_connections_per_client,
             idle_timeout,
             header_timeout,
             body_timeout,
@@ -898,6 +902,7 @@ mod tests {
             std::time::Duration::from_secs(10)
         );
         assert_eq!(config.max_connections, None);
+        assert_eq!(config.max_connections_per_client, None);
         assert_eq!(config.idle_timeout, std::time::Duration::from_secs(30));
         assert_eq!(config.header_timeout, std::time::Duration::from_secs(10));
         assert_eq!(config.body_timeout, std::time::Duration::from_secs(10));
@@ -908,6 +913,7 @@ mod tests {
     fn the_connection_limits_are_read_and_bounded() {
         let set = config(&[
             ("MAX_CONNECTIONS", "50"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "10"),
             ("IDLE_TIMEOUT", "5"),
             ("HEADER_TIMEOUT", "2"),
             ("BODY_TIMEOUT", "3"),
@@ -915,6 +921,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(set.max_connections, Some(50));
+        assert_eq!(set.max_connections_per_client, Some(10));
         assert_eq!(set.idle_timeout, std::time::Duration::from_secs(5));
         assert_eq!(set.header_timeout, std::time::Duration::from_secs(2));
         assert_eq!(set.body_timeout, std::time::Duration::from_secs(3));
@@ -922,6 +929,7 @@ mod tests {
         for (name, value) in [
             ("MAX_CONNECTIONS", "0"),
             ("MAX_CONNECTIONS", "lots"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "0"),
             ("IDLE_TIMEOUT", "0"),
             ("HEADER_TIMEOUT", "1.5"),
             ("BODY_TIMEOUT", "-1"),

@@ -28,6 +28,8 @@ Configuration comes from the environment and from a .env file in the working dir
   HASH_QUEUE_TIMEOUT               seconds within which a hash is answered (else 503), default 10
   MAX_CONNECTIONS                  connections open at once (then 503), default: what the
                                    open-file limit leaves
+  MAX_CONNECTIONS_PER_CLIENT       connections one address (IPv6: /64) may hold, default half
+                                   of MAX_CONNECTIONS
   IDLE_TIMEOUT                     seconds a connection may wait for its next request, default 30
   HEADER_TIMEOUT                   seconds for a whole request head (else 408), default 10
   BODY_TIMEOUT                     seconds for a whole request body (else 408), default 10

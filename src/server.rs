@@ -328,8 +328,9 @@ fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
     }))
 }
 
-/// What one client may take: the configured timeouts, the body limit, and `MAX_CONNECTIONS`, by
-/// default as many connections as the open-file limit leaves descriptors for.
+/// What one client may take: the configured timeouts, the body limit, `MAX_CONNECTIONS` (by
+/// default as many connections as the open-file limit leaves descriptors for) and
+/// `MAX_CONNECTIONS_PER_CLIENT` (by default half of that).
 fn limits(config: &Config, database_connections: usize) -> tiny_http::Limits {
     let max_connections = config.max_connections.unwrap_or_else(|| {
         let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
@@ -337,6 +338,9 @@ fn limits(config: &Config, database_connections: usize) -> tiny_http::Limits {
     });
     tiny_http::Limits {
         max_connections,
+        max_connections_per_client: config
+            .max_connections_per_client
+            .unwrap_or((max_connections / 2).max(1)),
         max_body_bytes: http::MAX_BODY_BYTES,
         idle_timeout: config.idle_timeout,
         header_timeout: config.header_timeout,

@@ -239,35 +239,18 @@ fn upgrade_is_refused_and_the_connection_stays_plain_http() {
 
 #[test]
 fn past_max_connections_a_new_connection_gets_503_at_once_and_the_others_are_unharmed() {
-    let app = spawn_limited_app(&[("MAX_CONNECTIONS", "3"), ("IDLE_TIMEOUT", "30")]);
+    // Every connection of a test comes from one address: allow it all of them.
+    let app = spawn_limited_app(&[
+        ("MAX_CONNECTIONS", "3"),
+        ("MAX_CONNECTIONS_PER_CLIENT", "3"),
+        ("IDLE_TIMEOUT", "30"),
+    ]);
     let mut held: Vec<TcpStream> = (0..3).map(|_| app.connect()).collect();
     // Let the server accept all three before the fourth arrives.
     thread::sleep(Duration::from_millis(200));
-    let started = Instant::now();
-    let mut extra = app.connect();
-    let received = read_until_closed(&mut extra, Duration::from_secs(2));
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(received.closed, "{}", received.text());
-    let responses = received.responses();
-    assert_eq!(responses.len(), 1, "{}", received.text());
-    assert_eq!(responses[0].status, 503);
-    assert_eq!(
-        responses[0].headers.get("retry-after").map(String::as_str),
-        Some("1")
-    );
-    assert!(responses[0].json()["detail"].is_string());
+    assert_turned_away(app.connect());
     for stream in &mut held {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        stream
-            .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
-            .expect("send");
-        assert_eq!(read_response(stream).expect("answer").status, 200);
+        assert_served(stream);
     }
     // Once one closes, a new connection is served again.
     drop(held.pop());
@@ -284,4 +267,85 @@ fn past_max_connections_a_new_connection_gets_503_at_once_and_the_others_are_unh
         assert!(Instant::now() < deadline, "never served again");
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn one_client_cannot_take_every_connection() {
+    let app = spawn_limited_app(&[
+        ("MAX_CONNECTIONS", "10"),
+        ("MAX_CONNECTIONS_PER_CLIENT", "3"),
+        ("IDLE_TIMEOUT", "30"),
+    ]);
+    let mut held: Vec<TcpStream> = (0..3).map(|_| connect_from("127.0.0.1", &app)).collect();
+    thread::sleep(Duration::from_millis(200));
+    // The fourth from the same address is turned away, though the server has room...
+    assert_turned_away(connect_from("127.0.0.1", &app));
+    // ...for another client, and for what the first one already holds.
+    let mut other = connect_from("127.0.0.2", &app);
+    assert_served(&mut other);
+    for stream in &mut held {
+        assert_served(stream);
+    }
+    // A connection closed is one the client may open again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = connect_from("127.0.0.1", &app);
+        again
+            .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let received = read_until_closed(&mut again, Duration::from_secs(2));
+        if received.responses().first().map(|r| r.status) == Some(200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client is never served again"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Connects to the app from `source`, one of the many loopback addresses, as another client
+/// would.
+fn connect_from(source: &str, app: &TestApp) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    let source: std::net::SocketAddr = format!("{source}:0").parse().expect("an address");
+    socket
+        .bind(&source.into())
+        .expect("bind the source address");
+    socket.connect(&app.addr.into()).expect("connect");
+    socket.into()
+}
+
+/// Asserts a connection is turned away at once: `503` with `Retry-After: 1`, then closed.
+fn assert_turned_away(mut stream: TcpStream) {
+    let started = Instant::now();
+    let received = read_until_closed(&mut stream, Duration::from_secs(2));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(received.closed, "{}", received.text());
+    let responses = received.responses();
+    assert_eq!(responses.len(), 1, "{}", received.text());
+    assert_eq!(responses[0].status, 503);
+    assert_eq!(
+        responses[0].headers.get("retry-after").map(String::as_str),
+        Some("1")
+    );
+    assert!(responses[0].json()["detail"].is_string());
+}
+
+/// Asserts `/health` is served on this open connection.
+fn assert_served(stream: &mut TcpStream) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
+    assert_eq!(read_response(stream).expect("answer").status, 200);
 }

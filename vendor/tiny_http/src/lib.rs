@@ -150,6 +150,9 @@ const CONNECTION_STACK_BYTES: usize = 1024 * 1024;
 pub struct Limits {
     /// Connections open at once; past it a new one is answered `503` and closed.
     pub max_connections: usize,
+    /// Connections one client may hold at once, a client being an IPv4 address or an IPv6 /64
+    /// (what one host can trivially have); past it its new ones are answered `503` and closed.
+    pub max_connections_per_client: usize,
     /// The largest request body; larger ones are answered `413` without being read.
     pub max_body_bytes: usize,
     /// How long a connection may wait for the next request to begin before it is closed.
@@ -168,6 +171,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 10_000,
+            max_connections_per_client: 5_000,
             max_body_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
@@ -197,6 +201,8 @@ pub(crate) struct Shared {
     writing: AtomicUsize,
     /// Connections open now.
     open: AtomicUsize,
+    /// Connections open now, by client.
+    clients: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
 impl Shared {
@@ -358,6 +364,7 @@ impl Server {
             in_progress: AtomicUsize::new(0),
             writing: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
+            clients: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
 
         let accept_shared = shared.clone();
@@ -510,8 +517,8 @@ fn accept_loop<S: Send + Sync + 'static>(
     log::debug!("Running accept thread");
     let mut last_error_logged: Option<std::time::Instant> = None;
     while !shared.closing() {
-        let sock = match listener.accept() {
-            Ok((sock, _)) => sock,
+        let (sock, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
             Err(e) => {
                 let now = std::time::Instant::now();
                 if last_error_logged
@@ -532,6 +539,11 @@ fn accept_loop<S: Send + Sync + 'static>(
             answer_no_capacity(sock);
             continue;
         }
+        let client = peer.map(|addr| client_of(addr.ip()));
+        if !shared.admit(client) {
+            answer_no_capacity(sock);
+            continue;
+        }
         shared.open.fetch_add(1, SeqCst);
         // The socket goes to the thread only once it runs, so that if no thread can be
         // started it is still here to be answered.
@@ -542,7 +554,10 @@ fn accept_loop<S: Send + Sync + 'static>(
             .name("http-connection".to_owned())
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
-                let _open = OpenConnection(&thread_shared.open);
+                let _open = OpenConnection {
+                    shared: &thread_shared,
+                    client,
+                };
                 if let Ok(sock) = taken.recv() {
                     if let Some(stream) = Handshake::handshake(&thread_ssl, sock) {
                         client::serve(stream, &thread_shared);
@@ -555,6 +570,7 @@ fn accept_loop<S: Send + Sync + 'static>(
             }
             Err(e) => {
                 shared.open.fetch_sub(1, SeqCst);
+                shared.release(client);
                 log::error!("Cannot start a connection thread: {}", e);
                 answer_no_capacity(sock);
             }
@@ -563,12 +579,57 @@ fn accept_loop<S: Send + Sync + 'static>(
     log::debug!("Terminating accept thread");
 }
 
-/// Counts a connection in `open` for as long as it lives.
-struct OpenConnection<'a>(&'a AtomicUsize);
+/// Counts a connection in `open`, and for its client, for as long as it lives.
+struct OpenConnection<'a> {
+    shared: &'a Shared,
+    client: Option<std::net::IpAddr>,
+}
 
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
+        self.shared.open.fetch_sub(1, SeqCst);
+        self.shared.release(self.client);
+    }
+}
+
+/// The client a connection comes from: its IPv4 address, or its IPv6 /64, since one host can
+/// have as many addresses in its /64 as it likes.
+fn client_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+impl Shared {
+    /// Counts a new connection for `client`, unless it already holds as many as allowed.
+    fn admit(&self, client: Option<std::net::IpAddr>) -> bool {
+        let Some(client) = client else {
+            return true;
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let held = clients.entry(client).or_insert(0);
+        if *held >= self.limits.max_connections_per_client {
+            return false;
+        }
+        *held += 1;
+        true
+    }
+
+    /// Uncounts a connection of `client`, forgetting clients with none left.
+    fn release(&self, client: Option<std::net::IpAddr>) {
+        let Some(client) = client else { return };
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = clients.get_mut(&client) {
+            *held -= 1;
+            if *held == 0 {
+                clients.remove(&client);
+            }
+        }
     }
 }
 
@@ -605,5 +666,33 @@ impl Handshake for Arc<crate::ssl::SslContextImpl> {
             None => Some(sock.into()),
             Some(context) => context.accept(sock).ok().map(Into::into),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_of;
+    use std::net::IpAddr;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        assert_eq!(client_of(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(client_of(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(
+            client_of(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            client_of(ip("2001:db8:1:2::1")),
+            client_of(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            client_of(ip("2001:db8:1:2::1")),
+            client_of(ip("2001:db8:1:3::1"))
+        );
     }
 }
