@@ -1,5 +1,5 @@
 //! The HTTP vocabulary shared by the server and the handlers: the request a handler sees, the
-//! response it returns, and reading a request body within the size limit.
+//! response it returns, and the request body's size limit.
 
 use std::borrow::Cow;
 
@@ -110,13 +110,4 @@ impl ApiResponse {
         }
         response
     }
-}
-
-/// Takes the request's body, which its connection has already read in full (refusing with 413
-/// anything over [`MAX_BODY_BYTES`], and with 400 or 408 a body that was malformed or too slow).
-pub(crate) fn read_body(request: &mut tiny_http::Request) -> Vec<u8> {
-    let mut body = Vec::with_capacity(request.body_length().unwrap_or(0));
-    // The body is in memory: reading it cannot fail.
-    let _ = request.as_reader().read_to_end(&mut body);
-    body
 }

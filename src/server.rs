@@ -197,12 +197,13 @@ pub struct Server {
 pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
     let hash_threads = config.hash_threads.max(1);
     let workers = config.workers.max(1);
-    // Every worker and hasher may hold a connection at once.
-    let state = open_state(config, workers + hash_threads)?;
     let database_connections = match config.database {
+        // SQLite connections cost next to nothing: one for every request handled and every
+        // hash at once, so that none waits for another.
         DatabaseConfig::Sqlite { .. } => workers + hash_threads,
         DatabaseConfig::Postgres { .. } => config.database_pool_size as usize,
     };
+    let state = open_state(config, database_connections)?;
     let (http, addr) = bind(config, database_connections)?;
 
     let shared = Arc::new(Shared {
@@ -250,14 +251,10 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
     Ok(server)
 }
 
-/// Opens the database and builds what the handlers share.
+/// Opens the database with a pool of `connections` and builds what the handlers share.
 fn open_state(config: &Config, connections: usize) -> std::result::Result<AppState, StartError> {
     let pool = PoolOptions {
-        max_connections: match config.database {
-            // SQLite connections cost next to nothing: one for every thread that may query.
-            DatabaseConfig::Sqlite { .. } => u32::try_from(connections).unwrap_or(u32::MAX),
-            DatabaseConfig::Postgres { .. } => config.database_pool_size,
-        },
+        max_connections: u32::try_from(connections).unwrap_or(u32::MAX),
         connect_timeout: config.database_connect_timeout,
     };
     let db = Db::open(&config.database, pool).map_err(StartError::Database)?;
@@ -429,7 +426,7 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
 fn dispatch(state: &AppState, request: &mut tiny_http::Request, log: &AccessLog) -> Result<Reply> {
     let matched = routes::find(&log.method, &log.path)?;
     let body = if matched.takes_body {
-        http::read_body(request)
+        request.take_body()
     } else {
         Vec::new()
     };

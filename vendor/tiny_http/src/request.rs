@@ -142,6 +142,14 @@ impl Request {
         &mut self.data_reader
     }
 
+    /// backnd-api patch: takes the body, which has already arrived in full, without copying
+    /// it; what is left to read is then empty.
+    pub fn take_body(&mut self) -> Vec<u8> {
+        let body = std::mem::take(self.data_reader.get_mut());
+        self.data_reader.set_position(0);
+        body
+    }
+
     /// Sends a response to this request.
     ///
     /// backnd-api patch: the response is handed to the connection's thread, which writes it
