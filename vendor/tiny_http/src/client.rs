@@ -125,8 +125,9 @@ pub(crate) fn serve(mut stream: Stream, shared: &Shared) {
         let Some(mut response) = wait_for_response(&receiver, shared) else {
             return;
         };
-        let close = client_closes || shared.closing() || closes(&response);
-        if close && !closes(&response) {
+        let response_closes = closes(&response);
+        let close = client_closes || shared.closing() || response_closes;
+        if close && !response_closes {
             response.add_header(connection_close());
         }
         // Answered: now counted as an answer being written, which a shutdown waits for only

@@ -334,10 +334,6 @@ impl Server {
         compile_error!(
             "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
         );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
         let ssl: Option<Arc<SslContext>> = {
             match ssl_config {
                 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -507,13 +503,7 @@ impl Drop for Server {
 /// (a passing shortage of descriptors or memory, or one failed connection) is logged at most
 /// once a second and followed by a short pause, and everything but the accept itself happens
 /// on the connection's own thread.
-fn accept_loop<S: Send + Sync + 'static>(
-    listener: &Listener,
-    shared: &Arc<Shared>,
-    ssl: Option<Arc<S>>,
-) where
-    Arc<S>: Handshake,
-{
+fn accept_loop(listener: &Listener, shared: &Arc<Shared>, ssl: Option<Arc<SslContext>>) {
     log::debug!("Running accept thread");
     let mut last_error_logged: Option<std::time::Instant> = None;
     while !shared.closing() {
@@ -559,7 +549,7 @@ fn accept_loop<S: Send + Sync + 'static>(
                     client,
                 };
                 if let Ok(sock) = taken.recv() {
-                    if let Some(stream) = Handshake::handshake(&thread_ssl, sock) {
+                    if let Some(stream) = handshake(thread_ssl.as_deref(), sock) {
                         client::serve(stream, &thread_shared);
                     }
                 }
@@ -644,28 +634,25 @@ fn answer_no_capacity(mut sock: Connection) {
     }
 }
 
+/// The TLS context connections are served with, when a TLS feature is on.
+#[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+type SslContext = ();
+#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+type SslContext = crate::ssl::SslContextImpl;
+
 /// backnd-api patch: turns an accepted socket into the stream a connection is served on,
 /// with a TLS handshake when the server has a TLS context (on the connection's own thread).
-trait Handshake {
-    fn handshake(ssl: &Option<Self>, sock: Connection) -> Option<util::refined_tcp_stream::Stream>
-    where
-        Self: Sized;
-}
-
-#[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-impl Handshake for Arc<()> {
-    fn handshake(_: &Option<Self>, sock: Connection) -> Option<util::refined_tcp_stream::Stream> {
-        Some(sock.into())
-    }
-}
-
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-impl Handshake for Arc<crate::ssl::SslContextImpl> {
-    fn handshake(ssl: &Option<Self>, sock: Connection) -> Option<util::refined_tcp_stream::Stream> {
-        match ssl {
-            None => Some(sock.into()),
-            Some(context) => context.accept(sock).ok().map(Into::into),
-        }
+fn handshake(
+    ssl: Option<&SslContext>,
+    sock: Connection,
+) -> Option<util::refined_tcp_stream::Stream> {
+    match ssl {
+        None => Some(sock.into()),
+        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+        Some(context) => context.accept(sock).ok().map(Into::into),
+        // Without a TLS feature no context can be built (`from_listener` refuses one).
+        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+        Some(()) => None,
     }
 }
 

@@ -207,15 +207,19 @@ impl Wire {
         }
         let mut deadline = Instant::now() + idle;
         let mut started = false;
-        // How far the line-ending scan has got, so a trickled head is not rescanned.
+        // How far the line-ending scan and the searches for the request line's end and the
+        // head's end have got, so that a head trickling in a byte at a time is not searched
+        // again from its start on every read.
         let mut scanned = 0;
+        let mut line_searched = 0;
+        let mut head_searched = 0;
         let mut request_line_checked = false;
         loop {
             // RFC 9112 section 2.2: empty lines before a request line are ignored.
             let leading = leading_empty_lines(&self.buffered);
             if leading > 0 {
                 self.consume(leading);
-                scanned = 0;
+                (scanned, line_searched, head_searched) = (0, 0, 0);
             }
             if !self.buffered.is_empty() && !started {
                 started = true;
@@ -223,7 +227,7 @@ impl Wire {
             }
             // Only the head is lines: bytes after it (a body, the next request) are not
             // scanned, since a body may hold any bytes.
-            let end = find(&self.buffered, b"\r\n\r\n");
+            let end = find_from(&self.buffered, b"\r\n\r\n", &mut head_searched);
             let head_so_far = end.map_or(self.buffered.len(), |end| end + 4);
             check_line_endings(&self.buffered[..head_so_far], &mut scanned)?;
             if let Some(end) = end {
@@ -238,7 +242,7 @@ impl Wire {
             if !request_line_checked {
                 // Refuse a version we do not speak, or garbage, as soon as it shows: a TLS or
                 // HTTP/2 client waits for an answer rather than finishing a head.
-                match find(&self.buffered, b"\r\n") {
+                match find_from(&self.buffered, b"\r\n", &mut line_searched) {
                     Some(line_end) => {
                         check_request_line(&self.buffered[..line_end + 2])?;
                         request_line_checked = true;
@@ -389,6 +393,16 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
+}
+
+/// [`find`], skipping what an earlier search of the same growing buffer has looked at:
+/// `*searched` is where that search stopped, and is moved to where this one does.
+fn find_from(haystack: &[u8], needle: &[u8], searched: &mut usize) -> Option<usize> {
+    // A match may straddle the old end, so look again at the bytes just before it.
+    let from = (*searched + 1).saturating_sub(needle.len());
+    let found = find(&haystack[from.min(haystack.len())..], needle).map(|at| from + at);
+    *searched = haystack.len();
+    found
 }
 
 /// How many bytes of empty lines (CRLF pairs) `buffered` starts with.
@@ -775,6 +789,23 @@ mod tests {
             scanned, 23,
             "stops before a CR whose next byte is still to come"
         );
+    }
+
+    #[test]
+    fn a_search_resumed_on_a_grown_buffer_finds_a_needle_across_the_old_end() {
+        let mut searched = 0;
+        assert_eq!(find_from(b"GET / HTTP/1.1\r", b"\r\n", &mut searched), None);
+        assert_eq!(searched, 15);
+        assert_eq!(
+            find_from(b"GET / HTTP/1.1\r\nHost: a\r\n", b"\r\n", &mut searched),
+            Some(14)
+        );
+        let mut searched = 0;
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for len in 1..head.len() {
+            assert_eq!(find_from(&head[..len], b"\r\n\r\n", &mut searched), None);
+        }
+        assert_eq!(find_from(head, b"\r\n\r\n", &mut searched), Some(23));
     }
 
     #[test]
