@@ -169,31 +169,27 @@ fn sigterm_answers_the_request_in_flight_and_exits_promptly_whatever_else_is_con
     let addr = running.addr;
     // Idle connections, slowloris heads, trickled bodies, and a client that pipelines answers
     // it never reads: none of them may keep the process from exiting.
-    let mut hostile: Vec<TcpStream> = (0..200).map(|_| connect(addr)).collect();
-    for _ in 0..20 {
-        let mut slowloris = connect(addr);
-        slowloris
-            .write_all(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Slow: ")
-            .expect("send a partial head");
-        hostile.push(slowloris);
-    }
-    for _ in 0..4 {
-        let mut trickler = connect(addr);
-        trickler
-            .write_all(b"POST /auth/login HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{")
-            .expect("send a head and one byte");
-        hostile.push(trickler);
-    }
-    let mut hoarder = connect(addr);
-    hoarder
-        .write_all(&b"GET /openapi.json HTTP/1.1\r\nHost: test\r\n\r\n".repeat(2000))
-        .expect("pipeline");
-    hostile.push(hoarder);
+    let mut hostile = stalled(addr, 200, b"");
+    hostile.extend(stalled(
+        addr,
+        20,
+        b"GET /health HTTP/1.1\r\nHost: test\r\nX-Slow: ",
+    ));
+    hostile.extend(stalled(
+        addr,
+        4,
+        b"POST /auth/login HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{",
+    ));
+    hostile.extend(stalled(
+        addr,
+        1,
+        &b"GET /openapi.json HTTP/1.1\r\nHost: test\r\n\r\n".repeat(2000),
+    ));
 
     // A registration whose body is still arriving when the signal comes must be answered.
     let body = r#"{"name":"Ada","phone":"+44 20 7946 0958","email":"ada@example.com","password":"analytical-engine"}"#;
     let (first, rest) = body.split_at(40);
-    let mut in_flight = connect(addr);
+    let mut in_flight = TcpStream::connect(addr).expect("connect");
     write!(
         in_flight,
         "POST /auth/register HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
@@ -204,26 +200,13 @@ fn sigterm_answers_the_request_in_flight_and_exits_promptly_whatever_else_is_con
     std::thread::sleep(Duration::from_millis(300));
 
     let signalled = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &running.pid().to_string()])
-        .status()
-        .expect("send SIGTERM");
-    assert!(status.success());
+    running.terminate();
     std::thread::sleep(Duration::from_millis(200));
     let answer = exchange(&mut in_flight, rest.as_bytes(), Duration::from_secs(5)).expect("answer");
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
 
     // The tricklers may hold the shutdown until their BODY_TIMEOUT (2 s), and no longer.
-    let exit = loop {
-        if let Some(exit) = running.child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(5),
-            "still running 5 s after SIGTERM with BODY_TIMEOUT=2"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = running.wait_for_exit(signalled + Duration::from_secs(5));
     eprintln!(
         "exited {:?} after SIGTERM with {} hostile connections open",
         signalled.elapsed(),
@@ -232,6 +215,13 @@ fn sigterm_answers_the_request_in_flight_and_exits_promptly_whatever_else_is_con
     assert_eq!(exit.code(), Some(0));
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    TcpStream::connect(addr).expect("connect")
+/// Opens `count` connections that each send `bytes` (perhaps nothing) and then stall.
+fn stalled(addr: SocketAddr, count: usize, bytes: &[u8]) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).expect("connect");
+            stream.write_all(bytes).expect("send");
+            stream
+        })
+        .collect()
 }

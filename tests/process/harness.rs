@@ -74,6 +74,29 @@ impl Running {
         exchange(&mut stream, request, timeout).expect("an answer")
     }
 
+    /// Sends SIGTERM, as a service manager stopping the process does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("send SIGTERM");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, failing if it is still running at `deadline`.
+    pub fn wait_for_exit(&mut self, deadline: Instant) -> std::process::ExitStatus {
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("wait") {
+                return exit;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "backnd-api is still running at its deadline"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Asks for `/health` on new connections until it is served 200, while it is turned away
     /// with 503 (as when out of connections or descriptors), for at most `within`.
     pub fn wait_until_served(&self, within: Duration) {

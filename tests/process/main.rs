@@ -115,11 +115,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     .expect("send the start");
     std::thread::sleep(Duration::from_millis(300));
 
-    let status = Command::new("kill")
-        .args(["-TERM", &running.child.id().to_string()])
-        .status()
-        .expect("send SIGTERM");
-    assert!(status.success());
+    running.terminate();
     std::thread::sleep(Duration::from_millis(300));
     let answer = exchange(&mut stream, rest.as_bytes(), Duration::from_secs(10)).expect("answer");
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
@@ -128,17 +124,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
         "{answer}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = running.child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "backnd-api did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = running.wait_for_exit(Instant::now() + Duration::from_secs(10));
     assert_eq!(exit.code(), Some(0));
     assert!(
         TcpStream::connect(running.addr).is_err(),
@@ -152,9 +138,9 @@ fn the_server_serves_again_after_running_out_of_file_descriptors() {
     // (by default it refuses connections before that: see `front_door.rs`). Out of
     // descriptors, a connection is either accepted with the last free one (and told 503) or not
     // accepted at all (and waits in the listen backlog). Which depends on how many the process
-    // holds when it runs out; so run three limits in a row, and check each recovers. Both must keep the server
-    // alive; which one each limit met is printed, not asserted, as it shifts with descriptors
-    // the process inherits.
+    // holds when it runs out; so run three limits in a row, and check each recovers. Both must
+    // keep the server alive; which one each limit met is printed, not asserted, as it shifts
+    // with descriptors the process inherits.
     std::thread::scope(|scope| {
         let runs: Vec<_> = [64, 65, 66]
             .map(|limit| (limit, scope.spawn(move || runs_out_then_recovers(limit))))
