@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use backnd_api::config::DatabaseConfig;
-use backnd_api::db::{Db, NewUserRow, PoolOptions};
-use backnd_api::security::{hash_password, verify_password, TokenKeys};
+use backnd_api::DatabaseConfig;
+use backnd_api::{hash_password, verify_password, TokenKeys};
+use backnd_api::{Db, NewUserRow, PoolOptions};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 
 fn bcrypt(c: &mut Criterion) {

@@ -4,8 +4,72 @@
 //! validation failures `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`. Internal
 //! causes are logged here and never sent.
 
+use serde_json::Value;
+
 use crate::http::ApiResponse;
-use crate::schemas::FieldError;
+
+/// One invalid field, as pydantic describes it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+// An entry of a 422 body's `detail` list; its doc line above is its OpenAPI description.
+#[schema(as = ValidationErrorItem)]
+pub struct FieldError {
+    /// Where: `["body"]`, `["body", "<field>"]`, or `["body", <byte offset>]` for bad JSON.
+    #[schema(schema_with = loc_schema)]
+    pub loc: Vec<Value>,
+    /// What is wrong, for people.
+    pub msg: String,
+    /// pydantic's error type, such as `missing` or `string_too_short`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The rule's parameters, where there are some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<Value>,
+}
+
+impl FieldError {
+    /// Builds an error without `ctx`.
+    pub fn new(loc: Vec<Value>, msg: impl Into<String>, kind: impl Into<String>) -> FieldError {
+        FieldError {
+            loc,
+            msg: msg.into(),
+            kind: kind.into(),
+            ctx: None,
+        }
+    }
+
+    /// Returns this error with `ctx` set.
+    pub fn with_ctx(mut self, ctx: Value) -> FieldError {
+        self.ctx = Some(ctx);
+        self
+    }
+}
+
+/// `loc` holds field names and, for bad JSON, a byte offset.
+fn loc_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+    let item = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Integer))
+        .build();
+    ArrayBuilder::new()
+        .items(utoipa::openapi::RefOr::T(Schema::OneOf(item)))
+        .build()
+}
+
+/// Every error but validation: `{"detail": "..."}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    /// What went wrong, for people.
+    #[schema(value_type = String)]
+    detail: &'static str,
+}
+
+/// A 422: every invalid field at once.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ValidationErrorResponse<'a> {
+    #[schema(value_type = Vec<FieldError>)]
+    detail: &'a [FieldError],
+}
 
 /// Shorthand for results whose error is an [`ApiError`].
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -24,7 +88,7 @@ pub enum ApiError {
     /// 405 with `Allow`: the path exists but not for this method.
     MethodNotAllowed {
         /// The methods the path does accept, as the `Allow` header lists them.
-        allow: &'static str,
+        allow: String,
     },
     /// 503, optionally with `Retry-After`: a dependency (the database, the hashing pool) cannot
     /// take the request now; trying again later may work.
@@ -86,26 +150,31 @@ impl ApiError {
     pub fn into_response(self) -> ApiResponse {
         let status = self.status();
         let detail = match &self {
-            ApiError::Validation(errors) => serde_json::json!({ "detail": errors }),
-            ApiError::Unauthorized(msg) | ApiError::Conflict(msg) => {
-                serde_json::json!({ "detail": msg })
+            ApiError::Validation(errors) => {
+                let body = ValidationErrorResponse { detail: errors };
+                let response = ApiResponse::json(status, &body);
+                return self.with_headers(response);
             }
-            ApiError::NotFound => serde_json::json!({ "detail": "Not Found" }),
-            ApiError::MethodNotAllowed { .. } => {
-                serde_json::json!({ "detail": "Method Not Allowed" })
-            }
-            ApiError::Unavailable { detail, .. } => serde_json::json!({ "detail": detail }),
+            ApiError::Unauthorized(msg) | ApiError::Conflict(msg) => *msg,
+            ApiError::NotFound => "Not Found",
+            ApiError::MethodNotAllowed { .. } => "Method Not Allowed",
+            ApiError::Unavailable { detail, .. } => *detail,
             ApiError::Internal(cause) => {
                 log::error!("internal error: {cause}");
-                serde_json::json!({ "detail": "Internal Server Error" })
+                "Internal Server Error"
             }
         };
-        let mut response = ApiResponse::json(status, &detail);
+        let response = ApiResponse::json(status, &ErrorResponse { detail });
+        self.with_headers(response)
+    }
+
+    /// Adds the headers this error's status calls for.
+    fn with_headers(self, mut response: ApiResponse) -> ApiResponse {
         match self {
             ApiError::Unauthorized(_) => {
                 response.headers.push(("WWW-Authenticate", "Bearer".into()))
             }
-            ApiError::MethodNotAllowed { allow } => response.headers.push(("Allow", allow.into())),
+            ApiError::MethodNotAllowed { allow } => response.headers.push(("Allow", allow)),
             ApiError::Unavailable {
                 retry_after: Some(seconds),
                 ..

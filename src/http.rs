@@ -12,22 +12,33 @@ pub struct HttpRequest<'a> {
     raw: &'a tiny_http::Request,
     /// The body, at most [`MAX_BODY_BYTES`] long; empty for methods without one.
     pub body: Vec<u8>,
+    /// The route's path parameters, by name.
+    params: Vec<(&'static str, &'a str)>,
 }
 
 impl<'a> HttpRequest<'a> {
-    /// Wraps a tiny_http request whose body has already been read.
-    pub(crate) fn new(raw: &'a tiny_http::Request, body: Vec<u8>) -> HttpRequest<'a> {
-        HttpRequest { raw, body }
+    /// Wraps a tiny_http request whose body has already been read, with the path parameters
+    /// its route matched.
+    pub(crate) fn new(
+        raw: &'a tiny_http::Request,
+        body: Vec<u8>,
+        params: Vec<(&'static str, &'a str)>,
+    ) -> HttpRequest<'a> {
+        HttpRequest { raw, body, params }
+    }
+
+    /// Returns the path parameter `name` (as in `/auth/sessions/{id}`), as it appeared in the
+    /// path (not percent-decoded).
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.params
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| *value)
     }
 
     /// Returns the first value of the named header (case-insensitive), if present.
     pub fn header(&self, name: &str) -> Option<&'a str> {
         header_value(self.raw, name)
-    }
-
-    /// The request path, without its query string.
-    pub fn path(&self) -> &'a str {
-        path_of(self.raw)
     }
 }
 

@@ -1,20 +1,25 @@
 //! backnd-api: user registration and login over HTTP, keeping the FastAPI service's contract.
 //!
 //! [`spawn`] starts the whole service from a [`Config`]; `main` and the tests both go through
-//! it.
+//! it. The modules are private: what `main`, the tests and the benchmarks use is re-exported
+//! here.
 #![forbid(unsafe_code)]
 
+mod body;
 pub mod config;
-pub mod db;
-pub mod error;
-pub mod hash_queue;
-pub mod http;
-pub mod openapi;
-pub mod routes;
-pub mod schemas;
-pub mod security;
-pub mod server;
-pub mod state;
+mod db;
+mod error;
+mod fields;
+mod hash_queue;
+mod http;
+mod openapi;
+mod routes;
+mod security;
+mod server;
+mod state;
 
-pub use config::Config;
+pub use config::{Config, DatabaseConfig};
+pub use db::{Db, NewUserRow, PoolOptions};
+pub use routes::summary as route_summary;
+pub use security::{hash_password, verify_password, TokenKeys};
 pub use server::{spawn, Server, StartError};

@@ -425,12 +425,13 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
 /// Finds the handler, reads the body it needs, and runs it, turning a panic into a 500.
 fn dispatch(state: &AppState, request: &mut tiny_http::Request, log: &AccessLog) -> Result<Reply> {
     let matched = routes::find(&log.method, &log.path)?;
-    let body = if matched.takes_body {
+    let body = if matched.route.method.takes_body() {
         request.take_body()
     } else {
         Vec::new()
     };
-    run_handler(matched.handler, state, &HttpRequest::new(request, body))
+    let request = HttpRequest::new(request, body, matched.params);
+    run_handler(matched.route.handler, state, &request)
 }
 
 /// Calls a handler, answering a panic as an internal error (tiny_http would otherwise lose the
@@ -597,7 +598,7 @@ mod tests {
         let result = run_handler(
             panicking_handler,
             &state,
-            &HttpRequest::new(&raw, Vec::new()),
+            &HttpRequest::new(&raw, Vec::new(), Vec::new()),
         );
         let Err(err) = result else {
             panic!("a panic must become an error")

@@ -1,19 +1,193 @@
 //! `/auth/register`, `/auth/login` and `/auth/me`: the FastAPI service's `routers/auth.py`.
 
+use utoipa::ToSchema;
+
 use super::{Claim, Reply};
-use crate::db::NewUserRow;
-use crate::error::{ApiError, Result};
+use crate::body::{self, FormBody, FormFields, JsonBody, JsonOrForm};
+use crate::db::{NewUserRow, UserRow};
+use crate::error::{ApiError, ErrorResponse, Result, ValidationErrorResponse};
+use crate::fields;
 use crate::http::{ApiResponse, HttpRequest};
-#[allow(unused_imports)] // named in the OpenAPI annotations
-use crate::openapi::{
-    ErrorResponse, LoginForm, LoginRequest, RegisterRequest, ValidationErrorResponse,
-};
-use crate::schemas::{self, TokenResponse, UserResponse};
 use crate::security;
 use crate::state::AppState;
 
 /// The message for any failed login: it must not tell an unknown email from a wrong password.
 const BAD_CREDENTIALS: &str = "Incorrect email or password";
+
+/// `POST /auth/register` body (JSON). Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, ToSchema)]
+pub struct RegisterRequest {
+    /// The display name, trimmed.
+    #[schema(schema_with = fields::name_schema)]
+    pub name: String,
+    /// The phone number, trimmed but otherwise as the user typed it.
+    #[schema(schema_with = fields::phone_schema)]
+    pub phone: String,
+    /// The email address, trimmed and lower-cased.
+    #[schema(schema_with = fields::email_schema)]
+    pub email: String,
+    /// The password exactly as sent.
+    #[schema(schema_with = fields::new_password_schema)]
+    pub password: String,
+    /// An absolute http(s) URL, trimmed, if one was given.
+    #[schema(schema_with = fields::image_url_schema)]
+    pub image_url: Option<String>,
+}
+
+impl JsonBody for RegisterRequest {
+    fn read(fields: &mut body::Fields<'_>) -> Option<Self> {
+        let name = fields.required("name", fields::name);
+        let phone = fields.required("phone", fields::phone);
+        let email = fields.required("email", fields::email);
+        let password = fields.required("password", fields::new_password);
+        let image_url = fields.optional("image_url", fields::image_url);
+        Some(RegisterRequest {
+            name: name?,
+            phone: phone?,
+            email: email?,
+            password: password?,
+            image_url: image_url?,
+        })
+    }
+}
+
+/// `POST /auth/login` body as JSON.
+#[derive(ToSchema)]
+pub struct LoginRequest {
+    /// The email the user registered with, in any case.
+    email: String,
+    #[schema(schema_with = fields::password_schema)]
+    password: String,
+}
+
+impl JsonBody for LoginRequest {
+    fn read(fields: &mut body::Fields<'_>) -> Option<Self> {
+        let email = fields.required("email", fields::login_email);
+        let password = fields.required("password", fields::password);
+        Some(LoginRequest {
+            email: email?,
+            password: password?,
+        })
+    }
+}
+
+/// `POST /auth/login` body as the OAuth2 password form (FastAPI's `OAuth2PasswordRequestForm`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // the ignored fields are read only to be documented
+pub struct LoginForm {
+    /// The email the user registered with, in any case.
+    username: String,
+    #[schema(schema_with = fields::password_schema)]
+    password: String,
+    /// Accepted and ignored (`password` if sent).
+    grant_type: Option<String>,
+    /// Accepted and ignored.
+    scope: Option<String>,
+    /// Accepted and ignored.
+    client_id: Option<String>,
+    /// Accepted and ignored.
+    client_secret: Option<String>,
+}
+
+impl FormBody for LoginForm {
+    fn read(form: &mut FormFields) -> Option<Self> {
+        let username = form.required("username");
+        let password = form.required("password");
+        Some(LoginForm {
+            username: username?,
+            password: password?,
+            grant_type: form.optional("grant_type"),
+            scope: form.optional("scope"),
+            client_id: form.optional("client_id"),
+            client_secret: form.optional("client_secret"),
+        })
+    }
+}
+
+/// Login credentials from either encoding: the email normalised as registration stores it, the
+/// password exactly as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    /// The email address (`username` in the OAuth2 form), trimmed and lower-cased.
+    pub email: String,
+    /// The password exactly as sent.
+    pub password: String,
+}
+
+impl From<JsonOrForm<LoginRequest, LoginForm>> for Credentials {
+    fn from(body: JsonOrForm<LoginRequest, LoginForm>) -> Credentials {
+        match body {
+            JsonOrForm::Json(LoginRequest { email, password }) => Credentials { email, password },
+            JsonOrForm::Form(form) => Credentials {
+                email: fields::normalise_email(&form.username),
+                password: form.password,
+            },
+        }
+    }
+}
+
+/// Reads login credentials from JSON (`email`, `password`) or an OAuth2 password form
+/// (`username`, `password`), returning every problem found.
+pub fn parse_login(
+    body: &[u8],
+    content_type: Option<&str>,
+) -> std::result::Result<Credentials, Vec<crate::error::FieldError>> {
+    body::json_or_form::<LoginRequest, LoginForm>(body, content_type).map(Credentials::from)
+}
+
+/// A user as the API returns it: never the password hash.
+#[derive(Debug, Clone, serde::Serialize, ToSchema)]
+pub struct UserResponse {
+    /// The user's id.
+    #[schema(example = 1)]
+    pub id: i64,
+    /// Display name.
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+    /// Phone number, as given.
+    #[schema(example = "+44 20 7946 0958")]
+    pub phone: String,
+    /// Avatar URL, or null.
+    pub image_url: Option<String>,
+    /// Email address, lower-case.
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// Creation time, RFC 3339 in UTC.
+    #[schema(format = DateTime, example = "2026-11-26T05:10:49.193102Z")]
+    pub created_at: String,
+    /// Last change, RFC 3339 in UTC.
+    #[schema(format = DateTime, example = "2026-11-26T05:10:49.193102Z")]
+    pub updated_at: String,
+}
+
+impl From<UserRow> for UserResponse {
+    fn from(row: UserRow) -> UserResponse {
+        UserResponse {
+            id: row.id,
+            name: row.name,
+            phone: row.phone,
+            image_url: row.image_url,
+            email: row.email,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// The body of a successful login.
+#[derive(Debug, Clone, serde::Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The signed JWT: send it as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Always `"bearer"`.
+    #[schema(example = "bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    #[schema(example = 3600)]
+    pub expires_in: i64,
+    /// The user who logged in.
+    pub user: UserResponse,
+}
 
 /// Register a user.
 ///
@@ -24,7 +198,7 @@ const BAD_CREDENTIALS: &str = "Incorrect email or password";
 /// The hash is computed on the hashing pool.
 #[utoipa::path(
     post,
-    path = "/auth/register",
+    path = "", // the route table gives the path
     tag = "auth",
     request_body(content = RegisterRequest, content_type = "application/json"),
     responses(
@@ -41,8 +215,7 @@ const BAD_CREDENTIALS: &str = "Incorrect email or password";
     )
 )]
 pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
-    let new = schemas::parse_register(&request.body, request.header("Content-Type"))
-        .map_err(ApiError::Validation)?;
+    let new: RegisterRequest = request.json()?;
     // Answer a taken email before paying for a hash; the insert checks again, atomically.
     if state.db.find_user_by_email(&new.email)?.is_some() {
         return Err(ApiError::Conflict("Email already registered"));
@@ -77,7 +250,7 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
 /// password; `422` for a body without the fields.
 #[utoipa::path(
     post,
-    path = "/auth/login",
+    path = "", // the route table gives the path
     tag = "auth",
     request_body(content(
         (LoginRequest = "application/json"),
@@ -98,8 +271,8 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     )
 )]
 pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
-    let credentials = schemas::parse_login(&request.body, request.header("Content-Type"))
-        .map_err(ApiError::Validation)?;
+    let credentials =
+        parse_login(&request.body, request.header("Content-Type")).map_err(ApiError::Validation)?;
     let user = state.db.find_user_by_email(&credentials.email)?;
     Ok(Reply::Deferred(Box::new(
         move |state: &AppState, _claim: &dyn Claim| {
@@ -135,7 +308,7 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
 /// the token is not valid or its user is gone ("Could not validate credentials").
 #[utoipa::path(
     get,
-    path = "/auth/me",
+    path = "", // the route table gives the path
     tag = "auth",
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
@@ -171,6 +344,10 @@ fn bearer_token(header: &str) -> Option<&str> {
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
+
+#[cfg(test)]
+#[path = "auth_bodies_test.rs"]
+mod bodies_test;
 
 #[cfg(test)]
 mod tests {

@@ -1,18 +1,24 @@
 //! `GET /health`: whether the service and its database answer.
 
 use super::Reply;
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorResponse, Result};
 use crate::http::{ApiResponse, HttpRequest};
-#[allow(unused_imports)] // named in the OpenAPI annotations
-use crate::openapi::{ErrorResponse, HealthResponse};
 use crate::state::AppState;
+
+/// `GET /health` when the database answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct HealthResponse {
+    /// Always `ok`.
+    #[schema(example = "ok", value_type = String)]
+    status: &'static str,
+}
 
 /// Whether the service and its database answer.
 ///
 /// `GET /health` → `200 {"status": "ok"}` when the database answers a query, `503` when not.
 #[utoipa::path(
     get,
-    path = "/health",
+    path = "", // the route table gives the path
     tag = "health",
     responses(
         (status = 200, description = "The service and its database answer.", body = HealthResponse),
@@ -30,6 +36,6 @@ pub fn health(state: &AppState, _request: &HttpRequest<'_>) -> Result<Reply> {
     })?;
     Ok(Reply::Now(ApiResponse::json(
         200,
-        &serde_json::json!({ "status": "ok" }),
+        &HealthResponse { status: "ok" },
     )))
 }

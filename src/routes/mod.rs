@@ -1,8 +1,14 @@
-//! The route table: which handler answers which method and path.
+//! The route table: every endpoint the service answers, declared once in [`ROUTES`].
+//!
+//! From each line come routing (404 for an unknown path, 405 with `Allow` for a known path and
+//! another method), `HEAD` for every `GET`, whether a body is read (for the methods that carry
+//! one), the paths and methods of the OpenAPI document, and the route list of `--help`. A path
+//! may hold parameters: `{name}` matches one non-empty segment, and a trailing `{*name}` the
+//! rest of the path (possibly empty); handlers read them with `HttpRequest::param`.
 
-pub mod auth;
-pub mod docs;
-pub mod health;
+mod auth;
+mod docs;
+mod health;
 
 use crate::error::{ApiError, Result};
 use crate::http::{ApiResponse, HttpRequest};
@@ -34,93 +40,272 @@ pub enum Reply {
 /// A request handler.
 pub type Handler = fn(&AppState, &HttpRequest<'_>) -> Result<Reply>;
 
-/// One route: a path (or, ending in `/`, every path below it), the methods it answers, and the
-/// `Allow` header listing them.
-struct Route {
-    path: &'static str,
-    allow: &'static str,
-    handlers: &'static [(&'static str, Handler)],
-    /// Whether the handlers read a body (only then is one read from the socket).
-    takes_body: bool,
+/// The methods routes are declared with (`HEAD` comes with every `GET`).
+#[allow(
+    dead_code,
+    reason = "PUT, PATCH and DELETE routes come with the sessions and account work"
+)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`, and `HEAD` with it.
+    Get,
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
 }
 
-static ROUTES: &[Route] = &[
-    Route {
-        path: "/auth/register",
-        allow: "POST",
-        handlers: &[("POST", auth::register)],
-        takes_body: true,
-    },
-    Route {
-        path: "/auth/login",
-        allow: "POST",
-        handlers: &[("POST", auth::login)],
-        takes_body: true,
-    },
-    Route {
-        path: "/auth/me",
-        allow: "GET, HEAD",
-        handlers: &[("GET", auth::me), ("HEAD", auth::me)],
-        takes_body: false,
-    },
-    Route {
-        path: "/health",
-        allow: "GET, HEAD",
-        handlers: &[("GET", health::health), ("HEAD", health::health)],
-        takes_body: false,
-    },
-    Route {
-        path: "/openapi.json",
-        allow: "GET, HEAD",
-        handlers: &[("GET", docs::openapi_json), ("HEAD", docs::openapi_json)],
-        takes_body: false,
-    },
-    Route {
-        path: "/docs",
-        allow: "GET, HEAD",
-        handlers: &[("GET", docs::docs_redirect), ("HEAD", docs::docs_redirect)],
-        takes_body: false,
-    },
-    Route {
-        path: docs::DOCS_PREFIX,
-        allow: "GET, HEAD",
-        handlers: &[("GET", docs::swagger_ui), ("HEAD", docs::swagger_ui)],
-        takes_body: false,
-    },
-];
-
-impl Route {
-    fn matches(&self, path: &str) -> bool {
-        if self.path.ends_with('/') {
-            path.starts_with(self.path)
-        } else {
-            path == self.path
+impl Method {
+    /// The method's name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
         }
+    }
+
+    /// Whether a request body is read: for every method but `GET`/`HEAD` (a `DELETE` may carry
+    /// a confirmation). Bodies of other requests are never read into memory.
+    pub const fn takes_body(self) -> bool {
+        !matches!(self, Method::Get)
     }
 }
 
-/// A matched route: the handler and whether it needs the body.
-pub struct Matched {
+/// How a route's operation is described in the OpenAPI document: the `#[utoipa::path]`
+/// declaration on its handler, added under the table's path and method.
+pub type Doc = fn(
+    &mut Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )>,
+) -> utoipa::openapi::path::Operation;
+
+/// One line of the table.
+pub struct Route {
+    /// The method it answers.
+    pub method: Method,
+    /// The path, with `{name}` and trailing `{*name}` parameters.
+    pub path: &'static str,
     /// The function that answers.
     pub handler: Handler,
-    /// Read the body before calling the handler.
-    pub takes_body: bool,
+    /// Its OpenAPI operation; `None` for routes that are not part of the API (the docs).
+    pub doc: Option<Doc>,
 }
 
-/// Finds the handler for `method` and `path`: 404 for an unknown path, 405 (with `Allow`) for a
-/// known path and another method.
-pub fn find(method: &str, path: &str) -> Result<Matched> {
-    let route = ROUTES
+const fn route(method: Method, path: &'static str, handler: Handler, doc: Option<Doc>) -> Route {
+    Route {
+        method,
+        path,
+        handler,
+        doc,
+    }
+}
+
+/// The operation `#[utoipa::path]` generated for a handler, with its tags, and the schemas it
+/// refers to. (The `__dev` traits are how utoipa's own routers read an operation.)
+fn doc<P>(
+    schemas: &mut Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )>,
+) -> utoipa::openapi::path::Operation
+where
+    P: utoipa::Path + utoipa::__dev::SchemaReferences + for<'t> utoipa::__dev::Tags<'t>,
+{
+    P::schemas(schemas);
+    let mut operation = P::operation();
+    let tags = P::tags().into_iter().map(str::to_owned);
+    operation.tags.get_or_insert_with(Vec::new).extend(tags);
+    operation
+}
+
+use Method::{Get, Post};
+
+/// Every route, in the order the OpenAPI document and `--help` list them.
+pub static ROUTES: &[Route] = &[
+    route(
+        Post,
+        "/auth/register",
+        auth::register,
+        Some(doc::<auth::__path_register>),
+    ),
+    route(
+        Post,
+        "/auth/login",
+        auth::login,
+        Some(doc::<auth::__path_login>),
+    ),
+    route(Get, "/auth/me", auth::me, Some(doc::<auth::__path_me>)),
+    route(
+        Get,
+        "/health",
+        health::health,
+        Some(doc::<health::__path_health>),
+    ),
+    route(Get, "/openapi.json", docs::openapi_json, None),
+    route(Get, "/docs", docs::docs_redirect, None),
+    route(Get, "/docs/{*file}", docs::swagger_ui, None),
+];
+
+/// Path parameters by name, as matched.
+pub type Params<'a> = Vec<(&'static str, &'a str)>;
+
+/// A matched route and its path parameters.
+pub struct Matched<'a> {
+    /// The line of the table.
+    pub route: &'static Route,
+    /// The values of its path parameters.
+    pub params: Params<'a>,
+}
+
+/// Finds the route for `method` and `path`: 404 for an unknown path, 405 (with `Allow`) for a
+/// known path and another method. `HEAD` is answered by the `GET` route.
+pub fn find<'a>(method: &str, path: &'a str) -> Result<Matched<'a>> {
+    let wanted = if method == "HEAD" { "GET" } else { method };
+    let mut path_known = false;
+    for route in ROUTES {
+        if let Some(params) = match_path(route.path, path) {
+            if route.method.as_str() == wanted {
+                return Ok(Matched { route, params });
+            }
+            path_known = true;
+        }
+    }
+    if !path_known {
+        return Err(ApiError::NotFound);
+    }
+    Err(ApiError::MethodNotAllowed {
+        allow: allowed_methods(path),
+    })
+}
+
+/// The `Allow` header for a path: its routes' methods in table order, `HEAD` after `GET`.
+fn allowed_methods(path: &str) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    for route in ROUTES.iter().filter(|r| match_path(r.path, path).is_some()) {
+        methods.push(route.method.as_str());
+        if route.method == Method::Get {
+            methods.push("HEAD");
+        }
+    }
+    methods.join(", ")
+}
+
+/// Matches `path` against a route's pattern, returning its parameters.
+fn match_path<'a>(pattern: &'static str, path: &'a str) -> Option<Params<'a>> {
+    let mut params = Params::new();
+    let mut rest = Some(path.strip_prefix('/')?);
+    for wanted in pattern.strip_prefix('/')?.split('/') {
+        if let Some(name) = wanted.strip_prefix("{*").and_then(|w| w.strip_suffix('}')) {
+            params.push((name, rest?));
+            return Some(params);
+        }
+        let (segment, after) = match rest?.split_once('/') {
+            Some((segment, after)) => (segment, Some(after)),
+            None => (rest?, None),
+        };
+        rest = after;
+        match wanted.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+            Some(name) if !segment.is_empty() => params.push((name, segment)),
+            Some(_) => return None,
+            None if wanted == segment => {}
+            None => return None,
+        }
+    }
+    rest.is_none().then_some(params)
+}
+
+/// The routes as `--help` lists them: `METHOD /path`, one per line, without the Swagger UI's
+/// files.
+pub fn summary() -> String {
+    ROUTES
         .iter()
-        .find(|r| r.matches(path))
-        .ok_or(ApiError::NotFound)?;
-    route
-        .handlers
-        .iter()
-        .find(|(m, _)| *m == method)
-        .map(|(_, handler)| Matched {
-            handler: *handler,
-            takes_body: route.takes_body,
-        })
-        .ok_or(ApiError::MethodNotAllowed { allow: route.allow })
+        .filter(|r| !r.path.contains("{*"))
+        .map(|r| format!("  {} {}\n", r.method.as_str(), r.path))
+        .collect()
+}
+
+/// Adds every documented route's operation, and the schemas they refer to, to `openapi`.
+pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
+    let mut schemas = Vec::new();
+    for route in ROUTES {
+        let Some(doc) = route.doc else { continue };
+        let operation = doc(&mut schemas);
+        let method = match route.method {
+            Method::Get => utoipa::openapi::HttpMethod::Get,
+            Method::Post => utoipa::openapi::HttpMethod::Post,
+            Method::Put => utoipa::openapi::HttpMethod::Put,
+            Method::Patch => utoipa::openapi::HttpMethod::Patch,
+            Method::Delete => utoipa::openapi::HttpMethod::Delete,
+        };
+        openapi
+            .paths
+            .add_path_operation(route.path, vec![method], operation);
+    }
+    let components = openapi.components.get_or_insert_with(Default::default);
+    for (name, schema) in schemas {
+        components.schemas.entry(name).or_insert(schema);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_paths_match_only_themselves() {
+        assert!(match_path("/auth/me", "/auth/me").is_some());
+        for other in [
+            "/auth/me/",
+            "/auth",
+            "/auth/me/x",
+            "/auth/mex",
+            "//auth/me",
+            "",
+        ] {
+            assert!(match_path("/auth/me", other).is_none(), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_parameter_matches_one_non_empty_segment() {
+        let params = match_path("/auth/sessions/{id}", "/auth/sessions/42");
+        assert_eq!(params, Some(vec![("id", "42")]));
+        for other in ["/auth/sessions/", "/auth/sessions", "/auth/sessions/4/2"] {
+            assert!(
+                match_path("/auth/sessions/{id}", other).is_none(),
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_trailing_wildcard_takes_the_rest_of_the_path() {
+        let pattern = "/docs/{*file}";
+        assert_eq!(match_path(pattern, "/docs/"), Some(vec![("file", "")]));
+        assert_eq!(
+            match_path(pattern, "/docs/a/b.js"),
+            Some(vec![("file", "a/b.js")])
+        );
+        assert!(match_path(pattern, "/docs").is_none());
+    }
+
+    #[test]
+    fn allow_lists_the_path_methods_with_head_after_get() {
+        assert_eq!(allowed_methods("/auth/me"), "GET, HEAD");
+        assert_eq!(allowed_methods("/auth/login"), "POST");
+        let Err(ApiError::MethodNotAllowed { allow }) = find("DELETE", "/health") else {
+            panic!("DELETE /health is a 405");
+        };
+        assert_eq!(allow, "GET, HEAD");
+        assert!(matches!(find("GET", "/nowhere"), Err(ApiError::NotFound)));
+        assert!(find("HEAD", "/health").is_ok());
+    }
 }

@@ -64,7 +64,7 @@ fn logins_beyond_a_full_hashing_queue_get_503_with_retry_after() {
 /// The bcrypt cost whose hash takes about `seconds` on this machine, in this build.
 fn cost_taking(seconds: f64) -> String {
     let started = Instant::now();
-    backnd_api::security::hash_password("calibration", 8).expect("hash");
+    backnd_api::hash_password("calibration", 8).expect("hash");
     let cost_8 = started.elapsed().as_secs_f64().max(1e-4);
     (8 + (seconds / cost_8).log2().round().max(0.0) as u32)
         .clamp(8, 16)
