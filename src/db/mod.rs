@@ -16,11 +16,13 @@ use crate::config::DatabaseConfig;
 /// A failure of a database call, sorted by what the client should be told.
 #[derive(Debug)]
 pub enum DbError {
-    /// The email is already registered (checked, or caught by the unique index in a race).
+    /// The email is already registered: checked, or caught by the email's unique index in a
+    /// race. No other constraint failure is this; each backend names the one index that is.
     EmailTaken,
     /// The database cannot be reached or is locked beyond the busy timeout: retrying may work.
     Unavailable(String),
-    /// Anything else: a bug or a damaged database.
+    /// Anything else: a bug, a damaged database, or any constraint failure but the email's
+    /// (NOT NULL, CHECK, a trigger, a unique index we did not create).
     Other(String),
 }
 

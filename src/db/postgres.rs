@@ -36,13 +36,31 @@ macro_rules! user_columns {
     };
 }
 
+/// The constraint PostgreSQL names when the email's unique index refuses a row: the one unique
+/// violation that means the email is taken. Any other (the primary key, a unique index someone
+/// else added) and any other constraint failure (NOT NULL, CHECK) is a failure of ours.
+const EMAIL_INDEX_NAMES: [&str; 1] = [
+    // `CREATE UNIQUE INDEX ix_users_email ON users (email)`: ours (schema.postgres.sql) and the
+    // one SQLAlchemy's `create_all` builds from the FastAPI model (`unique=True, index=True`).
+    // A unique index reports its own name as the violated constraint.
+    "ix_users_email",
+];
+
 impl From<postgres::Error> for DbError {
     fn from(err: postgres::Error) -> DbError {
         match err.code() {
-            Some(code) if *code == SqlState::UNIQUE_VIOLATION => DbError::EmailTaken,
+            Some(code)
+                if *code == SqlState::UNIQUE_VIOLATION
+                    && err
+                        .as_db_error()
+                        .and_then(|db| db.constraint())
+                        .is_some_and(|name| EMAIL_INDEX_NAMES.contains(&name)) =>
+            {
+                DbError::EmailTaken
+            }
             // No SQLSTATE: the connection itself failed. Class 08 is "connection exception";
             // the others are a server shutting down, starting up or full.
-            None => DbError::Unavailable(err.to_string()),
+            None => DbError::Unavailable(describe(&err)),
             Some(code)
                 if code.code().starts_with("08")
                     || [
@@ -54,11 +72,30 @@ impl From<postgres::Error> for DbError {
                     ]
                     .contains(code) =>
             {
-                DbError::Unavailable(err.to_string())
+                DbError::Unavailable(describe(&err))
             }
-            Some(_) => DbError::Other(err.to_string()),
+            Some(_) => DbError::Other(describe(&err)),
         }
     }
+}
+
+/// Describes an error for the log. A server's error gives its severity, SQLSTATE and message
+/// (which names the constraint, table or column), never its DETAIL: for a constraint failure
+/// that quotes the row ("Failing row contains (…)", password hash included) or the key. Any
+/// other error gives its chain of causes, as `Display` alone says only "db error" or "error
+/// connecting to server".
+fn describe(err: &postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// Prepares each new pooled connection for our queries.
@@ -78,14 +115,7 @@ struct LogConnectError;
 
 impl r2d2::HandleError<postgres::Error> for LogConnectError {
     fn handle_error(&self, err: postgres::Error) {
-        let mut message = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        log::warn!("database connection failed: {message}");
+        log::warn!("database connection failed: {}", describe(&err));
     }
 }
 

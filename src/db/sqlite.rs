@@ -30,11 +30,41 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The timestamp format SQLAlchemy writes to SQLite (UTC, microseconds).
 const SQLITE_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
+/// How SQLite names the email's unique index in "UNIQUE constraint failed: <name>": the one
+/// constraint failure that means the email is taken. Every other one (NOT NULL, CHECK, a
+/// trigger's `RAISE`, the primary key, a unique index someone else added) is a failure of ours.
+const EMAIL_INDEX_NAMES: [&str; 2] = [
+    // `ix_users_email ON users (email)`, in schema.sql and in the FastAPI service's databases
+    // (SQLAlchemy's `unique=True, index=True`). An index on plain columns is named by its
+    // columns, `table.column`, as a column's own `UNIQUE` would be.
+    "users.email",
+    // The same index if it is ever built on an expression such as `lower(email)`: SQLite then
+    // names it by its name.
+    "index 'ix_users_email'",
+];
+
+/// Tells whether `err` is the email's unique index refusing a second row for one address.
+fn is_email_taken(err: &rusqlite::Error) -> bool {
+    match err {
+        rusqlite::Error::SqliteFailure(cause, Some(message)) => {
+            cause.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                && message
+                    .strip_prefix("UNIQUE constraint failed: ")
+                    .is_some_and(|name| EMAIL_INDEX_NAMES.contains(&name))
+        }
+        _ => false,
+    }
+}
+
 impl From<rusqlite::Error> for DbError {
     fn from(err: rusqlite::Error) -> DbError {
         use rusqlite::ErrorCode;
+        if is_email_taken(&err) {
+            return DbError::EmailTaken;
+        }
+        // SQLite's own messages name the constraint or its columns, never the row's values,
+        // so they are safe to log (a trigger's `RAISE` says whatever its author wrote).
         match err.sqlite_error_code() {
-            Some(ErrorCode::ConstraintViolation) => DbError::EmailTaken,
             Some(
                 ErrorCode::DatabaseBusy
                 | ErrorCode::DatabaseLocked
@@ -177,4 +207,129 @@ fn timestamp_text(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Strin
         ValueRef::Real(x) => x.to_string(),
         ValueRef::Null | ValueRef::Blob(_) => String::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::{DbError, SCHEMA};
+
+    /// The FastAPI service's database, whose schema SQLAlchemy wrote.
+    const FASTAPI_FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fastapi-backnd-api.sqlite3"
+    );
+
+    const INSERT: &str = "INSERT INTO users (name, phone, email, password_hash) \
+                          VALUES ('Ada', '+44 20 7946 0958', 'ada@example.com', '$2b$04$hash')";
+
+    /// An in-memory database with our schema and one user.
+    fn ours() -> Connection {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        conn.execute_batch(SCHEMA).expect("schema");
+        conn.execute(INSERT, []).expect("the first user");
+        conn
+    }
+
+    /// Runs `sql`, which must fail, and classifies the failure as the backend does.
+    fn failure(conn: &Connection, sql: &str) -> DbError {
+        DbError::from(conn.execute(sql, []).expect_err("the statement fails"))
+    }
+
+    fn email_taken(conn: &Connection) -> DbError {
+        failure(conn, &INSERT.replace("+44 20 7946 0958", "+1 555 0100"))
+    }
+
+    #[test]
+    fn the_email_index_of_our_schema_means_email_taken() {
+        assert!(matches!(email_taken(&ours()), DbError::EmailTaken));
+    }
+
+    #[test]
+    fn the_email_index_of_the_fastapi_schema_means_email_taken() {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        conn.execute(
+            "ATTACH DATABASE ?1 AS fixture",
+            [format!("file:{FASTAPI_FIXTURE}?mode=ro")],
+        )
+        .expect("attach the fixture read-only");
+        let ddl: Vec<String> = conn
+            .prepare("SELECT sql FROM fixture.sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")
+            .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+            .expect("the fixture's schema");
+        assert!(ddl.iter().any(|sql| sql.contains("ix_users_email")));
+        for sql in &ddl {
+            conn.execute(sql, [])
+                .expect("recreate the fixture's schema");
+        }
+        conn.execute(INSERT, []).expect("the first user");
+        assert!(matches!(email_taken(&conn), DbError::EmailTaken));
+    }
+
+    #[test]
+    fn an_email_index_on_an_expression_is_recognised_by_its_name() {
+        let conn = ours();
+        conn.execute_batch(
+            "DROP INDEX ix_users_email; \
+             CREATE UNIQUE INDEX ix_users_email ON users (lower(email))",
+        )
+        .expect("the index on lower(email)");
+        let err = failure(
+            &conn,
+            &INSERT
+                .replace("+44 20 7946 0958", "+1 555 0100")
+                .replace("ada@", "ADA@"),
+        );
+        assert!(matches!(err, DbError::EmailTaken), "{err:?}");
+    }
+
+    #[test]
+    fn every_other_constraint_failure_is_other() {
+        let bob = INSERT.replace("ada@", "bob@");
+        let cases = [
+            (
+                "another unique index",
+                "CREATE UNIQUE INDEX ix_users_phone ON users (phone)",
+                bob.as_str(),
+            ),
+            (
+                "a unique index that includes the email",
+                "DROP INDEX ix_users_email; \
+                 CREATE UNIQUE INDEX ix_users_email_phone ON users (email, phone)",
+                INSERT,
+            ),
+            (
+                "the primary key",
+                "",
+                "INSERT INTO users (id, name, phone, email, password_hash) \
+                 VALUES (1, 'Bob', '1', 'bob@example.com', 'h')",
+            ),
+            (
+                "NOT NULL",
+                "",
+                "INSERT INTO users (name, phone, email, password_hash) \
+                 VALUES (NULL, '1', 'bob@example.com', 'h')",
+            ),
+            (
+                "CHECK",
+                "DROP TABLE users; \
+                 CREATE TABLE users (id INTEGER PRIMARY KEY, name, image_url, email, \
+                     password_hash, created_at, updated_at, phone CHECK (phone NOT LIKE '+44%'))",
+                INSERT,
+            ),
+            (
+                "a trigger",
+                "CREATE TRIGGER no_uk BEFORE INSERT ON users WHEN NEW.phone LIKE '+44%' \
+                 BEGIN SELECT RAISE(ABORT, 'no +44 numbers'); END",
+                bob.as_str(),
+            ),
+        ];
+        for (what, setup, insert) in cases {
+            let conn = ours();
+            conn.execute_batch(setup).expect("setup");
+            let err = failure(&conn, insert);
+            assert!(matches!(err, DbError::Other(_)), "{what}: {err:?}");
+        }
+    }
 }

@@ -1,9 +1,11 @@
 //! Integration tests: the real server over real HTTP, a fresh database per test.
 
 mod helpers;
+mod log_capture;
 mod testdb;
 
 mod concurrency;
+mod constraints;
 mod docs;
 mod errors;
 mod fixture;

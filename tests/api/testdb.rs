@@ -180,7 +180,8 @@ fn with_search_path(url: &str, schema: &str) -> String {
 }
 
 impl TestDb {
-    fn postgres(&self) -> postgres::Client {
+    /// A new connection to the test's PostgreSQL schema; panics on a SQLite database.
+    pub fn postgres(&self) -> postgres::Client {
         let TestDb::Postgres { url, schema } = self else {
             panic!("not a PostgreSQL database")
         };
