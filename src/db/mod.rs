@@ -4,9 +4,11 @@
 //! [`DbError`] back. Each backend keeps its own statements in its own file, and both answer
 //! with the same rows and errors, so nothing a client sees can tell which one is behind it.
 
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, SecondsFormat};
@@ -89,61 +91,57 @@ pub struct PoolOptions {
     pub connect_timeout: Duration,
 }
 
-/// The pooled user store, on whichever backend `DATABASE_URL` chose.
-#[derive(Clone)]
-pub enum Db {
-    /// A SQLite file.
-    Sqlite(sqlite::SqliteDb),
-    /// A PostgreSQL database.
-    Postgres(postgres::PostgresDb),
-}
-
-impl Db {
-    /// Connects to the configured database and applies its schema (creating what is missing,
-    /// touching nothing that exists).
-    pub fn open(database: &DatabaseConfig, pool: PoolOptions) -> Result<Db, DbError> {
-        Ok(match database {
-            DatabaseConfig::Sqlite { path } => Db::Sqlite(sqlite::SqliteDb::open(path, pool)?),
-            DatabaseConfig::Postgres { url } => {
-                Db::Postgres(postgres::PostgresDb::open(url, pool)?)
-            }
-        })
-    }
-
+/// What every backend answers: the user store's operations, with plain values in and rows or a
+/// [`DbError`] out. A new query is one method here and its statement in each backend.
+pub trait Store: Send + Sync {
     /// Checks that the database answers a query that reads the users table.
-    pub fn ping(&self) -> Result<(), DbError> {
-        match self {
-            Db::Sqlite(db) => db.ping(),
-            Db::Postgres(db) => db.ping(),
-        }
-    }
+    fn ping(&self) -> Result<(), DbError>;
 
     /// Finds a user by email, compared without regard to case.
-    pub fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
-        match self {
-            Db::Sqlite(db) => db.find_user_by_email(email),
-            Db::Postgres(db) => db.find_user_by_email(email),
-        }
-    }
+    fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError>;
 
     /// Finds a user by id.
-    pub fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, DbError> {
-        match self {
-            Db::Sqlite(db) => db.find_user_by_id(id),
-            Db::Postgres(db) => db.find_user_by_id(id),
-        }
-    }
+    fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, DbError>;
 
     /// Stores a new user and returns the stored row.
     ///
     /// Fails with [`DbError::EmailTaken`] when the email is registered already, whatever its
     /// case, including when another request (or another instance) registers it at the same
     /// moment.
-    pub fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError> {
-        match self {
-            Db::Sqlite(db) => db.insert_user(user),
-            Db::Postgres(db) => db.insert_user(user),
-        }
+    fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError>;
+}
+
+/// The pooled user store, on whichever backend `DATABASE_URL` chose. Cloning shares the pool.
+#[derive(Clone)]
+pub struct Db(Arc<dyn Store>);
+
+impl Db {
+    /// Connects to the configured database and applies its schema (creating what is missing,
+    /// touching nothing that exists).
+    pub fn open(database: &DatabaseConfig, pool: PoolOptions) -> Result<Db, DbError> {
+        Ok(match database {
+            DatabaseConfig::Sqlite { path } => Db(Arc::new(sqlite::SqliteDb::open(path, pool)?)),
+            #[cfg(feature = "postgres")]
+            DatabaseConfig::Postgres { url } => {
+                Db(Arc::new(postgres::PostgresDb::open(url, pool)?))
+            }
+            // The configuration refuses PostgreSQL URLs in a build without it; this is for a
+            // `DatabaseConfig` made some other way.
+            #[cfg(not(feature = "postgres"))]
+            DatabaseConfig::Postgres { .. } => {
+                return Err(DbError::Other(
+                    "this build has no PostgreSQL support (the `postgres` feature)".to_owned(),
+                ))
+            }
+        })
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = dyn Store;
+
+    fn deref(&self) -> &(dyn Store + 'static) {
+        &*self.0
     }
 }
 

@@ -12,7 +12,7 @@ use postgres::{Client, NoTls, Row};
 use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{to_rfc3339, DbError, NewUserRow, PoolOptions, UserRow};
+use super::{to_rfc3339, DbError, NewUserRow, PoolOptions, Store, UserRow};
 use crate::config::PostgresUrl;
 
 /// The schema, applied at every start without harming existing data.
@@ -161,15 +161,17 @@ impl PostgresDb {
     fn conn(&self) -> Result<PooledConnection<PostgresConnectionManager<NoTls>>, DbError> {
         Ok(self.pool.get()?)
     }
+}
 
+impl Store for PostgresDb {
     /// Checks that the database answers a query that reads the users table.
-    pub fn ping(&self) -> Result<(), DbError> {
+    fn ping(&self) -> Result<(), DbError> {
         self.conn()?.query_one("SELECT max(id) FROM users", &[])?;
         Ok(())
     }
 
     /// Finds a user by email, compared without regard to case.
-    pub fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
+    fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
         let sql = concat!(
             "SELECT ",
             user_columns!(),
@@ -180,7 +182,7 @@ impl PostgresDb {
     }
 
     /// Finds a user by id.
-    pub fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, DbError> {
+    fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, DbError> {
         let sql = concat!(
             "SELECT ",
             user_columns!(),
@@ -192,7 +194,7 @@ impl PostgresDb {
 
     /// Stores a new user and returns the stored row; [`DbError::EmailTaken`] when the email is
     /// registered already in any case, also when another instance is registering it right now.
-    pub fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError> {
+    fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
         tx.execute(

@@ -11,7 +11,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, OptionalExtension};
 
-use super::{to_rfc3339, DbError, NewUserRow, PoolOptions, UserRow};
+use super::{to_rfc3339, DbError, NewUserRow, PoolOptions, Store, UserRow};
 
 /// The user columns in the order `user_from_row` reads them. A macro so each statement is one
 /// literal.
@@ -115,18 +115,20 @@ impl SqliteDb {
     fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>, DbError> {
         Ok(self.pool.get()?)
     }
+}
 
+impl Store for SqliteDb {
     /// Checks that the database answers a query that reads the users table (`SELECT 1` alone
     /// never touches the file, so it passes on a database that is gone or damaged). `max(id)`
     /// reads one page of the primary key, whatever the table's size.
-    pub fn ping(&self) -> Result<(), DbError> {
+    fn ping(&self) -> Result<(), DbError> {
         self.conn()?
             .query_row("SELECT max(id) FROM users", [], |_| Ok(()))?;
         Ok(())
     }
 
     /// Finds a user by email, compared without regard to case.
-    pub fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
+    fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(concat!(
             "SELECT ",
@@ -137,7 +139,7 @@ impl SqliteDb {
     }
 
     /// Finds a user by id.
-    pub fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, DbError> {
+    fn find_user_by_id(&self, id: i64) -> Result<Option<UserRow>, DbError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(concat!(
             "SELECT ",
@@ -152,7 +154,7 @@ impl SqliteDb {
     /// Fails with [`DbError::EmailTaken`] when the email is registered already, whatever its
     /// case, including when another request registers it at the same moment: the check and the
     /// insert run in one `IMMEDIATE` transaction, which SQLite serialises across writers.
-    pub fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError> {
+    fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let taken: bool = tx
