@@ -7,7 +7,7 @@
 //! document and the server cannot drift apart. Swagger UI's files are compiled into the
 //! binary: `/docs` works with no network.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use utoipa::openapi::security::{
     Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
@@ -79,10 +79,11 @@ pub fn document_json(add_paths: fn(&mut utoipa::openapi::OpenApi)) -> &'static [
 
 /// Serves a Swagger UI file for the part of the path after `/docs/` (`""` is the page itself).
 /// Returns the bytes, the content type and whether the bytes are gzip-compressed.
+#[cfg(feature = "docs")]
 pub fn swagger_file(tail: &str) -> Option<(std::borrow::Cow<'static, [u8]>, String, bool)> {
-    static CONFIG: OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
+    static CONFIG: OnceLock<std::sync::Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
     let config = CONFIG.get_or_init(|| {
-        Arc::new(
+        std::sync::Arc::new(
             utoipa_swagger_ui::Config::from("/openapi.json")
                 // Off: Swagger UI would otherwise fetch a badge from validator.swagger.io,
                 // sending the document's address out, on any host but localhost.

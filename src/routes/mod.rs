@@ -150,7 +150,9 @@ pub static ROUTES: &[Route] = &[
         Some(doc::<health::__path_health>),
     ),
     route(Get, "/openapi.json", docs::openapi_json, None),
+    #[cfg(feature = "docs")]
     route(Get, "/docs", docs::docs_redirect, None),
+    #[cfg(feature = "docs")]
     route(Get, "/docs/{*file}", docs::swagger_ui, None),
 ];
 

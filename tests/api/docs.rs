@@ -36,6 +36,7 @@ fn the_openapi_document_describes_every_route_and_the_password_flow() {
     }
 }
 
+#[cfg(feature = "docs")]
 #[test]
 fn docs_redirects_to_the_swagger_ui_page_which_loads_the_document() {
     let app = spawn_app();
@@ -66,10 +67,26 @@ fn docs_redirects_to_the_swagger_ui_page_which_loads_the_document() {
     );
 }
 
+#[cfg(feature = "docs")]
 #[test]
 fn an_unknown_file_under_docs_is_404() {
     let app = spawn_app();
     let response = app.get("/docs/no-such-file.js", &[]);
     assert_eq!(response.status, 404);
     assert_eq!(response.json, serde_json::json!({ "detail": "Not Found" }));
+}
+
+/// The edge build (`--no-default-features`) has no Swagger UI, but still its document.
+#[cfg(not(feature = "docs"))]
+#[test]
+fn without_the_docs_feature_there_is_no_swagger_ui_but_still_the_document() {
+    let app = spawn_app();
+    for path in ["/docs", "/docs/", "/docs/swagger-initializer.js"] {
+        let response = app.get(path, &[]);
+        assert_eq!(response.status, 404, "{path}");
+        assert_eq!(response.json, serde_json::json!({ "detail": "Not Found" }));
+    }
+    let document = app.get("/openapi.json", &[]);
+    assert_eq!(document.status, 200);
+    assert!(document.json["paths"]["/auth/login"]["post"].is_object());
 }
