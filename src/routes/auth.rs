@@ -324,17 +324,24 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     )
 )]
 pub fn me(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
+    let user = authenticated_user(state, request)?;
+    Ok(Reply::Now(ApiResponse::json(
+        200,
+        &UserResponse::from(user),
+    )))
+}
+
+/// The user whose bearer token signs the request, for every route that needs one: `401` with
+/// "Not authenticated" without a token, "Could not validate credentials" for a token that is
+/// not valid or whose user is gone.
+pub fn authenticated_user(state: &AppState, request: &HttpRequest<'_>) -> Result<UserRow> {
     let token = request
         .header("Authorization")
         .and_then(bearer_token)
         .ok_or(ApiError::Unauthorized("Not authenticated"))?;
     let invalid = || ApiError::Unauthorized("Could not validate credentials");
     let user_id = state.tokens.verify(token).ok_or_else(invalid)?;
-    let user = state.db.find_user_by_id(user_id)?.ok_or_else(invalid)?;
-    Ok(Reply::Now(ApiResponse::json(
-        200,
-        &UserResponse::from(user),
-    )))
+    state.db.find_user_by_id(user_id)?.ok_or_else(invalid)
 }
 
 /// Extracts the token from an `Authorization` value: the scheme `Bearer` in any case, as
