@@ -7,7 +7,7 @@
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod hash_queue;
+pub mod hashing;
 pub mod http;
 pub mod openapi;
 pub mod routes;
