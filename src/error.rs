@@ -133,6 +133,17 @@ impl ApiError {
         ApiError::Internal(cause.to_string())
     }
 
+    /// 500 for a handler or deferred work that panicked: the panic's message is the logged
+    /// cause.
+    pub(crate) fn panicked(panic: &(dyn std::any::Any + Send)) -> ApiError {
+        let message = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        ApiError::internal(format!("handler panicked: {message}"))
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> u16 {
         match self {

@@ -10,7 +10,7 @@ pub mod config;
 mod db;
 mod error;
 mod fields;
-mod hash_queue;
+mod hashing;
 mod http;
 mod openapi;
 mod routes;

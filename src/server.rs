@@ -1,34 +1,27 @@
-//! The running service: the listener, the hashing pool, routing each request to its handler,
+//! The running service: the listener, routing each request to its handler, the responses and
 //! the access log, and graceful shutdown.
 //!
 //! tiny_http gives each connection a thread, which reads whole requests and writes their
 //! answers (see vendor/tiny_http/PATCHES.md). Everything cheap is answered right there, on the
-//! connection's thread, at most `WORKERS` requests at once. bcrypt (a quarter of a second of a
-//! core at cost 12) runs on a separate pool of one thread per core behind a bounded queue, so
-//! logins in flight never hold up `/health` and `/auth/me`; when the queue is full the excess
-//! is refused at once with 503.
+//! connection's thread, at most `WORKERS` requests at once; work that needs bcrypt is handed to
+//! the [`HashPool`], which answers it through `respond` like any other.
 
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, DatabaseConfig};
 use crate::db::{Db, DbError, PoolOptions};
 use crate::error::{ApiError, Result};
-use crate::hash_queue::{HashQueue, Next, Queued};
+use crate::hashing::HashPool;
 use crate::http::{self, ApiResponse, HttpRequest};
-use crate::routes::{self, Claim, Deferred, Reply};
+use crate::routes::{self, Reply};
 use crate::security::TokenKeys;
 use crate::state::AppState;
 
 /// How often a stopping server looks whether its last requests have been answered.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
-
-/// How much before its `HASH_QUEUE_TIMEOUT` a running hash's client is answered 503, so that
-/// waking the watcher and writing the answer still land within the timeout on a busy machine.
-const ANSWER_MARGIN: Duration = Duration::from_millis(50);
 
 /// Connections the kernel may queue for accepting (it caps this at `net.core.somaxconn`).
 const LISTEN_BACKLOG: i32 = 4096;
@@ -70,52 +63,6 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// A request waiting for, or running on, the hashing pool.
-struct Job {
-    /// The client, until someone answers it: the hashing thread, or the deadline watcher.
-    pending: Slot,
-    work: Deferred,
-    queued_at: Instant,
-}
-
-/// A request not yet answered, and what its access-log line needs.
-struct Pending {
-    request: tiny_http::Request,
-    log: AccessLog,
-}
-
-/// Whoever takes the request out answers it; it is taken exactly once.
-type Slot = Arc<Mutex<Option<Pending>>>;
-
-fn take(slot: &Slot) -> Option<Pending> {
-    // Only `take` touches the slot, so a poisoned lock still holds a sound value.
-    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
-}
-
-/// A job being hashed, and when its client must have been answered.
-struct Running {
-    deadline: Instant,
-    slot: Slot,
-}
-
-/// The hashing thread's side of [`Claim`]: taking the request makes it this thread's to answer.
-struct HasherClaim<'a> {
-    slot: &'a Slot,
-    claimed: std::cell::RefCell<Option<Pending>>,
-}
-
-impl Claim for HasherClaim<'_> {
-    fn claim(&self) -> bool {
-        if self.claimed.borrow().is_some() {
-            return true;
-        }
-        let taken = take(self.slot);
-        let claimed = taken.is_some();
-        *self.claimed.borrow_mut() = taken;
-        claimed
-    }
-}
-
 /// What the access log line needs, captured before the request is consumed.
 struct AccessLog {
     method: String,
@@ -123,16 +70,14 @@ struct AccessLog {
     started: Instant,
 }
 
-/// What the connection threads' handler and the hashing threads share.
+/// What the connection threads' handler shares.
 struct Shared {
     http: tiny_http::Server,
-    state: AppState,
+    state: Arc<AppState>,
     /// Requests being handled at once, at most `WORKERS`.
     handling: Permits,
-    /// Requests waiting for a hashing thread.
-    hash_queue: HashQueue<Job>,
-    /// Requests being hashed, watched for their deadline.
-    running: Mutex<Vec<Running>>,
+    /// Where requests that need bcrypt are handed over.
+    hashing: HashPool,
 }
 
 /// A counting semaphore: how many requests may be handled at once. Connections are many and
@@ -176,18 +121,10 @@ impl Permits {
     }
 }
 
-impl Queued for Job {
-    fn queued_at(&self) -> Instant {
-        self.queued_at
-    }
-}
-
 /// A running backnd-api server. Dropping it shuts it down gracefully, as [`Server::shutdown`].
 pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    /// The hashing threads and the thread that enforces their queue's deadline.
-    hashers: Vec<JoinHandle<()>>,
 }
 
 /// Opens the database, binds the configured address and starts serving in background threads.
@@ -203,40 +140,26 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         DatabaseConfig::Sqlite { .. } => workers + hash_threads,
         DatabaseConfig::Postgres { .. } => config.database_pool_size as usize,
     };
-    let state = open_state(config, database_connections)?;
+    let state = Arc::new(open_state(config, database_connections)?);
     let (http, addr) = bind(config, database_connections)?;
+    let hashing = HashPool::start(
+        hash_threads,
+        config.hash_queue_size,
+        config.hash_queue_timeout,
+        state.clone(),
+    )
+    .map_err(|e| StartError::Other(format!("cannot start a thread: {e}")))?;
 
     let shared = Arc::new(Shared {
         http,
         state,
         handling: Permits::new(workers),
-        hash_queue: HashQueue::new(
-            hash_threads,
-            config.hash_queue_size,
-            config.hash_queue_timeout,
-        ),
-        running: Mutex::new(Vec::new()),
+        hashing,
     });
-
-    let mut server = Server {
+    let server = Server {
         addr,
         shared: shared.clone(),
-        hashers: Vec::new(),
     };
-    for i in 0..hash_threads {
-        let shared = shared.clone();
-        server
-            .hashers
-            .push(start_thread(format!("hasher-{i}"), move || {
-                hasher_loop(&shared)
-            })?);
-    }
-    let watcher = shared.clone();
-    server
-        .hashers
-        .push(start_thread("hash-deadlines".to_owned(), move || {
-            deadline_loop(&watcher)
-        })?);
     // Weak: the handler lives inside `shared.http`, and must not keep `shared` alive itself.
     let handler_shared = Arc::downgrade(&shared);
     shared
@@ -346,16 +269,6 @@ fn limits(config: &Config, database_connections: usize) -> tiny_http::Limits {
     }
 }
 
-fn start_thread(
-    name: String,
-    body: impl FnOnce() + Send + 'static,
-) -> std::result::Result<JoinHandle<()>, StartError> {
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(body)
-        .map_err(|e| StartError::Other(format!("cannot start a thread: {e}")))
-}
-
 impl Server {
     /// The address the server listens on (with the real port when 0 was configured).
     pub fn local_addr(&self) -> SocketAddr {
@@ -374,10 +287,7 @@ impl Server {
         // Requests already arriving (a body has until BODY_TIMEOUT), being handled or hashed.
         wait_until(|| http.requests_in_progress() == 0, SHUTDOWN_GRACE);
         // Nothing more can be queued now: the hashers finish the queue and end.
-        self.shared.hash_queue.close();
-        for hasher in self.hashers.drain(..) {
-            let _ = hasher.join();
-        }
+        self.shared.hashing.shutdown();
         wait_until(|| http.responses_being_written() == 0, SHUTDOWN_WRITE_GRACE);
     }
 }
@@ -406,19 +316,9 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     match dispatch(&shared.state, &mut request, &log) {
         Ok(Reply::Now(response)) => respond(request, response, &log),
         Err(err) => respond(request, err.into_response(), &log),
-        Ok(Reply::Deferred(work)) => {
-            let job = Job {
-                pending: Arc::new(Mutex::new(Some(Pending { request, log }))),
-                work,
-                queued_at: Instant::now(),
-            };
-            if let Err(job) = shared.hash_queue.try_push(job) {
-                if let Some(pending) = take(&job.pending) {
-                    let busy = ApiError::hashing_busy();
-                    respond(pending.request, busy.into_response(), &pending.log);
-                }
-            }
-        }
+        Ok(Reply::Deferred(work)) => shared
+            .hashing
+            .submit(work, move |response| respond(request, response, &log)),
     }
 }
 
@@ -442,109 +342,7 @@ fn run_handler(
     request: &HttpRequest<'_>,
 ) -> Result<Reply> {
     catch_unwind(AssertUnwindSafe(|| handler(state, request)))
-        .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
-}
-
-fn hasher_loop(shared: &Shared) {
-    // Hashing is the one slow thing the service does: at a lower priority a worker with a
-    // cheap request preempts it at once, yet under a flood of cheap requests it still gets
-    // about a tenth of the CPU rather than none.
-    if let Err(err) = lower_priority() {
-        log::warn!("could not lower the hashing thread's priority: {err:?}");
-    }
-    loop {
-        let job = match shared.hash_queue.next() {
-            Next::Run(job) => job,
-            Next::Expired(job) => {
-                answer_too_late(take(&job.pending));
-                continue;
-            }
-            Next::Closed => return,
-        };
-        running(shared).push(Running {
-            deadline: job.queued_at + shared.hash_queue.timeout().saturating_sub(ANSWER_MARGIN),
-            slot: job.pending.clone(),
-        });
-        let started = Instant::now();
-        let claim = HasherClaim {
-            slot: &job.pending,
-            claimed: std::cell::RefCell::new(None),
-        };
-        let work = job.work;
-        let response = catch_unwind(AssertUnwindSafe(|| work(&shared.state, &claim)))
-            .unwrap_or_else(|panic| Err(panicked(panic.as_ref())))
-            .unwrap_or_else(ApiError::into_response);
-        shared.hash_queue.done(started.elapsed());
-        if claim.claim() {
-            if let Some(pending) = claim.claimed.into_inner() {
-                respond(pending.request, response, &pending.log);
-            }
-        } else {
-            log::debug!("a hash finished after its client was answered 503");
-        }
-    }
-}
-
-fn running(shared: &Shared) -> std::sync::MutexGuard<'_, Vec<Running>> {
-    // Entries are only pushed and dropped, so a poisoned lock still holds a sound list.
-    shared.running.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Answers `503` to every hashing request that can no longer be served within
-/// `HASH_QUEUE_TIMEOUT`: queued ones that could not start in time, and running ones whose
-/// deadline has come (their hash goes on, but its result is dropped).
-fn deadline_loop(shared: &Shared) {
-    while !shared.hash_queue.finished() {
-        let (expired, mut next_check) = shared.hash_queue.take_expired();
-        let mut late: Vec<Pending> = expired
-            .iter()
-            .filter_map(|job| take(&job.pending))
-            .collect();
-        let now = Instant::now();
-        running(shared).retain(|job| {
-            if now >= job.deadline {
-                late.extend(take(&job.slot));
-                return false;
-            }
-            let waiting = job.slot.lock().map(|s| s.is_some()).unwrap_or(false);
-            if waiting {
-                next_check = next_check.min(job.deadline - now);
-            }
-            waiting
-        });
-        for pending in late {
-            answer_too_late(Some(pending));
-        }
-        shared.hash_queue.pause(next_check);
-    }
-}
-
-fn answer_too_late(pending: Option<Pending>) {
-    let Some(pending) = pending else { return };
-    respond(
-        pending.request,
-        ApiError::too_late().into_response(),
-        &pending.log,
-    );
-}
-
-/// Sets the calling thread to niceness 10 (thread-priority spreads its 0..=99 scale over
-/// niceness 19..=-20, so 21 lands on 10).
-fn lower_priority() -> std::result::Result<(), thread_priority::Error> {
-    let niceness_10 = thread_priority::ThreadPriorityValue::try_from(21u8)
-        .map_err(|_| thread_priority::Error::Priority("21 is within 0..=99"))?;
-    thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Crossplatform(
-        niceness_10,
-    ))
-}
-
-fn panicked(panic: &(dyn std::any::Any + Send)) -> ApiError {
-    let message = panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)");
-    ApiError::internal(format!("handler panicked: {message}"))
+        .unwrap_or_else(|panic| Err(ApiError::panicked(panic.as_ref())))
 }
 
 /// Hands the response to the request's connection, which writes it (closing the connection
@@ -568,32 +366,13 @@ fn respond(request: tiny_http::Request, response: ApiResponse, log: &AccessLog) 
 mod tests {
     use super::*;
 
-    fn state() -> (AppState, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let database = DatabaseConfig::Sqlite {
-            path: dir.path().join("db.sqlite3"),
-        };
-        let pool = PoolOptions {
-            max_connections: 2,
-            connect_timeout: Duration::from_secs(5),
-        };
-        let db = Db::open(&database, pool).expect("database");
-        let tokens = TokenKeys::new(&[1; 32], jsonwebtoken::Algorithm::HS256, 5);
-        let state = AppState {
-            db,
-            tokens,
-            bcrypt_cost: 4,
-        };
-        (state, dir)
-    }
-
     fn panicking_handler(_: &AppState, _: &HttpRequest<'_>) -> Result<Reply> {
         panic!("boom")
     }
 
     #[test]
     fn a_panicking_handler_becomes_a_500_that_does_not_reveal_the_cause() {
-        let (state, _dir) = state();
+        let (state, _dir) = AppState::for_tests();
         let raw: tiny_http::Request = tiny_http::TestRequest::new().into();
         let result = run_handler(
             panicking_handler,

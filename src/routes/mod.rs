@@ -14,19 +14,7 @@ use crate::error::{ApiError, Result};
 use crate::http::{ApiResponse, HttpRequest};
 use crate::state::AppState;
 
-/// Work a handler hands back to run off the request workers: it owns everything it needs.
-pub type Deferred = Box<dyn FnOnce(&AppState, &dyn Claim) -> Result<ApiResponse> + Send>;
-
-/// Held by deferred work so it can make sure its client is still waiting.
-///
-/// A request that outlives `HASH_QUEUE_TIMEOUT` is answered 503 while its hash may still be
-/// running; work with a side effect (storing a user) must claim the request first, so that a
-/// client told 503 is never registered behind its back.
-pub trait Claim {
-    /// Takes the request for this work: true if the client is still waiting (and will now get
-    /// this work's answer), false if it has already been answered 503.
-    fn claim(&self) -> bool;
-}
+pub use crate::hashing::{Claim, Deferred};
 
 /// What a handler returns.
 pub enum Reply {

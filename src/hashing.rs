@@ -1,0 +1,355 @@
+//! The hashing pool: its bounded queue, its threads, the watcher that keeps each request's
+//! deadline, and the claim that decides who answers a request.
+//!
+//! bcrypt (a quarter of a second of a core at cost 12) runs here, on one thread per core at a
+//! lower priority behind a bounded queue, so logins in flight never hold up the connection
+//! threads that answer `/health` and `/auth/me`. Work is handed over with [`HashPool::submit`]
+//! together with a way to answer its client, and the pool answers that client exactly once:
+//! with the work's response, with 503 at once when the queue is full, or with 503 as soon as it
+//! can no longer be answered within `HASH_QUEUE_TIMEOUT`. The pool knows nothing of HTTP
+//! connections or the access log; the caller's `answer` does.
+
+mod queue;
+
+use std::cell::RefCell;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{ApiError, Result};
+use crate::http::ApiResponse;
+use crate::state::AppState;
+use queue::{HashQueue, Next, Queued};
+
+/// How much before its `HASH_QUEUE_TIMEOUT` a running hash's client is answered 503, so that
+/// waking the watcher and writing the answer still land within the timeout on a busy machine.
+const ANSWER_MARGIN: Duration = Duration::from_millis(50);
+
+/// Work a handler hands back to run off the request workers: it owns everything it needs.
+pub type Deferred = Box<dyn FnOnce(&AppState, &dyn Claim) -> Result<ApiResponse> + Send>;
+
+/// Held by deferred work so it can make sure its client is still waiting.
+///
+/// A request that outlives `HASH_QUEUE_TIMEOUT` is answered 503 while its hash may still be
+/// running; work with a side effect (storing a user) must claim the request first, so that a
+/// client told 503 is never registered behind its back.
+pub trait Claim {
+    /// Takes the request for this work: true if the client is still waiting (and will now get
+    /// this work's answer), false if it has already been answered 503.
+    fn claim(&self) -> bool;
+}
+
+/// Sends a response to the client of submitted work.
+type Answer = Box<dyn FnOnce(ApiResponse) + Send>;
+
+/// The client's answer, until someone takes it: the hashing thread, or the deadline watcher.
+/// Whoever takes it answers, so the client is answered exactly once.
+type Slot = Arc<Mutex<Option<Answer>>>;
+
+fn take(slot: &Slot) -> Option<Answer> {
+    // Only `take` changes the slot, so a poisoned lock still holds a sound value.
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+/// Work waiting for, or running on, a hashing thread.
+struct Job {
+    answer: Slot,
+    work: Deferred,
+    queued_at: Instant,
+}
+
+impl Queued for Job {
+    fn queued_at(&self) -> Instant {
+        self.queued_at
+    }
+}
+
+/// A job being hashed, and when its client must have been answered.
+struct Running {
+    deadline: Instant,
+    answer: Slot,
+}
+
+/// The hashing thread's side of [`Claim`]: taking the answer makes the client this thread's to
+/// answer.
+struct HasherClaim<'a> {
+    slot: &'a Slot,
+    claimed: RefCell<Option<Answer>>,
+}
+
+impl Claim for HasherClaim<'_> {
+    fn claim(&self) -> bool {
+        if self.claimed.borrow().is_some() {
+            return true;
+        }
+        let taken = take(self.slot);
+        let claimed = taken.is_some();
+        *self.claimed.borrow_mut() = taken;
+        claimed
+    }
+}
+
+/// What the hashing threads and the watcher share.
+struct Shared {
+    state: Arc<AppState>,
+    /// Jobs waiting for a hashing thread.
+    queue: HashQueue<Job>,
+    /// Jobs being hashed, watched for their deadline.
+    running: Mutex<Vec<Running>>,
+}
+
+impl Shared {
+    fn running(&self) -> MutexGuard<'_, Vec<Running>> {
+        // Entries are only pushed and dropped, so a poisoned lock still holds a sound list.
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The running hashing pool: hashing threads, a bounded queue in front of them and a watcher
+/// that answers 503 for whatever can no longer be answered in time. Dropping it shuts it down,
+/// as [`HashPool::shutdown`].
+pub struct HashPool {
+    shared: Arc<Shared>,
+    /// The hashing threads and the watcher, until [`HashPool::shutdown`] joins them.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl HashPool {
+    /// Starts `threads` hashing threads (at niceness 10) and the deadline watcher, behind a
+    /// queue that holds up to `capacity` jobs beyond those the free threads are about to take,
+    /// each answered within `timeout` of being submitted. The work runs with `state`.
+    ///
+    /// `threads` must be at least one: with none, every job would wait out its timeout and be
+    /// answered 503. Fails when a thread cannot be started; those already started are then
+    /// stopped.
+    pub fn start(
+        threads: usize,
+        capacity: usize,
+        timeout: Duration,
+        state: Arc<AppState>,
+    ) -> io::Result<HashPool> {
+        let pool = HashPool {
+            shared: Arc::new(Shared {
+                state,
+                queue: HashQueue::new(threads, capacity, timeout),
+                running: Mutex::new(Vec::new()),
+            }),
+            threads: Mutex::new(Vec::new()),
+        };
+        // On an error, dropping `pool` closes the queue and joins the threads already started.
+        for i in 0..threads {
+            let shared = pool.shared.clone();
+            pool.start_thread(format!("hasher-{i}"), move || hasher_loop(&shared))?;
+        }
+        let shared = pool.shared.clone();
+        pool.start_thread("hash-deadlines".to_owned(), move || deadline_loop(&shared))?;
+        Ok(pool)
+    }
+
+    fn start_thread(&self, name: String, body: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        let thread = std::thread::Builder::new().name(name).spawn(body)?;
+        self.threads().push(thread);
+        Ok(())
+    }
+
+    fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        // Handles are only pushed and taken, so a poisoned lock still holds a sound list.
+        self.threads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `work` for a hashing thread; `answer` is called exactly once with what the client
+    /// gets.
+    ///
+    /// That is the work's response (its error's response if it fails, 500 if it panics), on
+    /// the hashing thread; or 503 when the queue is full or closed, before `submit` returns; or
+    /// 503 once the client can no longer be answered within the timeout, on a hashing thread
+    /// or the watcher. In that last case the work may still be running: it learns so through
+    /// [`Claim`], and its response is dropped.
+    pub fn submit(&self, work: Deferred, answer: impl FnOnce(ApiResponse) + Send + 'static) {
+        let job = Job {
+            answer: Arc::new(Mutex::new(Some(Box::new(answer)))),
+            work,
+            queued_at: Instant::now(),
+        };
+        if let Err(job) = self.shared.queue.try_push(job) {
+            if let Some(answer) = take(&job.answer) {
+                answer(ApiError::hashing_busy().into_response());
+            }
+        }
+    }
+
+    /// Closes the queue, so that later work is answered 503, and waits for the hashing threads
+    /// to finish the work already queued and for the watcher to end. Calling it again returns
+    /// at once.
+    pub fn shutdown(&self) {
+        // Nothing more can be queued now: the hashers finish the queue and end.
+        self.shared.queue.close();
+        let threads = std::mem::take(&mut *self.threads());
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for HashPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn hasher_loop(shared: &Shared) {
+    // Hashing is the one slow thing the service does: at a lower priority a worker with a
+    // cheap request preempts it at once, yet under a flood of cheap requests it still gets
+    // about a tenth of the CPU rather than none.
+    if let Err(err) = lower_priority() {
+        log::warn!("could not lower the hashing thread's priority: {err:?}");
+    }
+    loop {
+        let job = match shared.queue.next() {
+            Next::Run(job) => job,
+            Next::Expired(job) => {
+                answer_too_late(take(&job.answer));
+                continue;
+            }
+            Next::Closed => return,
+        };
+        shared.running().push(Running {
+            deadline: job.queued_at + shared.queue.timeout().saturating_sub(ANSWER_MARGIN),
+            answer: job.answer.clone(),
+        });
+        let started = Instant::now();
+        let claim = HasherClaim {
+            slot: &job.answer,
+            claimed: RefCell::new(None),
+        };
+        let work = job.work;
+        let response = catch_unwind(AssertUnwindSafe(|| work(&shared.state, &claim)))
+            .unwrap_or_else(|panic| Err(ApiError::panicked(panic.as_ref())))
+            .unwrap_or_else(ApiError::into_response);
+        shared.queue.done(started.elapsed());
+        if claim.claim() {
+            if let Some(answer) = claim.claimed.into_inner() {
+                answer(response);
+            }
+        } else {
+            log::debug!("a hash finished after its client was answered 503");
+        }
+    }
+}
+
+/// Answers `503` to every hashing request that can no longer be served within
+/// `HASH_QUEUE_TIMEOUT`: queued ones that could not start in time, and running ones whose
+/// deadline has come (their hash goes on, but its result is dropped).
+fn deadline_loop(shared: &Shared) {
+    while !shared.queue.finished() {
+        let (expired, mut next_check) = shared.queue.take_expired();
+        let mut late: Vec<Answer> = expired.iter().filter_map(|job| take(&job.answer)).collect();
+        let now = Instant::now();
+        shared.running().retain(|job| {
+            if now >= job.deadline {
+                late.extend(take(&job.answer));
+                return false;
+            }
+            let waiting = job.answer.lock().map(|s| s.is_some()).unwrap_or(false);
+            if waiting {
+                next_check = next_check.min(job.deadline - now);
+            }
+            waiting
+        });
+        for answer in late {
+            answer_too_late(Some(answer));
+        }
+        shared.queue.pause(next_check);
+    }
+}
+
+fn answer_too_late(answer: Option<Answer>) {
+    if let Some(answer) = answer {
+        answer(ApiError::too_late().into_response());
+    }
+}
+
+/// Sets the calling thread to niceness 10 (thread-priority spreads its 0..=99 scale over
+/// niceness 19..=-20, so 21 lands on 10).
+fn lower_priority() -> std::result::Result<(), thread_priority::Error> {
+    let niceness_10 = thread_priority::ThreadPriorityValue::try_from(21u8)
+        .map_err(|_| thread_priority::Error::Priority("21 is within 0..=99"))?;
+    thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Crossplatform(
+        niceness_10,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A pool of one hashing thread over a fresh state (kept while the directory is).
+    fn pool(capacity: usize, timeout: Duration) -> (HashPool, tempfile::TempDir) {
+        let (state, dir) = AppState::for_tests();
+        let pool = HashPool::start(1, capacity, timeout, Arc::new(state)).expect("threads");
+        (pool, dir)
+    }
+
+    /// An answer that reports the status it was given.
+    fn answer(to: &mpsc::Sender<u16>) -> impl FnOnce(ApiResponse) + Send + 'static {
+        let to = to.clone();
+        move |response| to.send(response.status).expect("the test is listening")
+    }
+
+    fn ok(status: u16) -> Deferred {
+        Box::new(move |_, _| Ok(ApiResponse::json(status, &"done")))
+    }
+
+    #[test]
+    fn work_is_answered_once_with_its_response_and_a_panic_with_a_500() {
+        let (pool, _dir) = pool(4, Duration::from_secs(10));
+        let (sender, answered) = mpsc::channel();
+        pool.submit(ok(201), answer(&sender));
+        pool.submit(Box::new(|_, _| panic!("boom")), answer(&sender));
+        drop(sender);
+        pool.shutdown();
+        assert_eq!(answered.iter().collect::<Vec<_>>(), [201, 500]);
+    }
+
+    #[test]
+    fn work_beyond_a_full_queue_is_answered_503_before_submit_returns() {
+        let (pool, _dir) = pool(0, Duration::from_secs(10));
+        let (sender, answered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let blocked: Deferred = Box::new(move |_, _| {
+            let _ = released.recv();
+            Ok(ApiResponse::json(200, &"done"))
+        });
+        pool.submit(blocked, answer(&sender));
+        // The one thread is taken, or spoken for: there is no room for this one.
+        pool.submit(ok(200), answer(&sender));
+        assert_eq!(answered.try_recv(), Ok(503));
+        release.send(()).expect("the first work is waiting");
+        drop(sender);
+        pool.shutdown();
+        assert_eq!(answered.iter().collect::<Vec<_>>(), [200]);
+    }
+
+    #[test]
+    fn work_past_its_deadline_is_answered_503_and_can_no_longer_claim_its_client() {
+        let (pool, _dir) = pool(4, Duration::from_millis(100));
+        let (sender, answered) = mpsc::channel();
+        let (claimed, claim_result) = mpsc::channel();
+        let slow: Deferred = Box::new(move |_, claim| {
+            // Far past the deadline (the timeout less ANSWER_MARGIN).
+            std::thread::sleep(Duration::from_millis(300));
+            claimed.send(claim.claim()).expect("the test is listening");
+            Ok(ApiResponse::json(201, &"stored"))
+        });
+        pool.submit(slow, answer(&sender));
+        drop(sender);
+        assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok(503));
+        assert_eq!(claim_result.recv_timeout(Duration::from_secs(5)), Ok(false));
+        pool.shutdown();
+        // Every answer is gone, and none was given a second time.
+        assert_eq!(answered.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+    }
+}
