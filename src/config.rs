@@ -3,8 +3,8 @@
 //! `Settings` holds one field per setting. Its doc comment is the `--help` text, its name gives
 //! the variable (`DATABASE_URL`) and the flag (`--database-url`), and its attributes give the
 //! default and the parser, which carries the range and the refusal message. clap turns that
-//! declaration into its parsers; this module layers the sources (process environment, then
-//! `.env`, then the default) and checks every value on one path, so
+//! declaration into the command line and `--help`; this module layers the sources (flag, then
+//! process environment, then `.env`, then the default) and checks every value on one path, so
 //! `main` and the tests ([`Config::from_lookup`]) see the same rules. It never mutates the
 //! process environment and never lets a secret (the JWT key, a database password) reach a
 //! message or `Debug` output.
@@ -16,8 +16,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::builder::TypedValueParser;
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::builder::{TypedValueParser, ValueParser};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use jsonwebtoken::Algorithm;
 
 /// Which database the service stores users in, parsed from `DATABASE_URL`.
@@ -149,6 +150,23 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Why [`Config::from_args_and_env`] gave no configuration.
+#[derive(Debug)]
+pub enum ArgsError {
+    /// `--help` or `--version` was asked for, or the command line is malformed (an unknown
+    /// flag, a flag without its value): clap's own text, which [`clap::Error::exit`] prints
+    /// to the right stream before exiting 0 or 2.
+    CommandLine(clap::Error),
+    /// A setting is invalid, wherever it came from.
+    Config(ConfigError),
+}
+
+impl From<ConfigError> for ArgsError {
+    fn from(err: ConfigError) -> ArgsError {
+        ArgsError::Config(err)
+    }
+}
+
 /// Every variable the service reads, in the order they are checked: the fields of
 /// `Settings`, in order (a unit test holds the two together).
 pub const VARIABLES: [&str; 20] = [
@@ -209,8 +227,8 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// flag (the variable in lower case, with dashes), the doc comment is its `--help` line,
 /// `default_value*` its default, and `value_parser` the check that refuses a bad value with
 /// a message naming its range. clap never reads the process environment for these:
-/// [`Config::resolve`] hands it each value, so `.env` and the tests' lookups go through the
-/// same parsers.
+/// [`Config::resolve`] hands it each value, so flags, `.env` and the tests' lookups all go
+/// through the same parsers.
 #[derive(Parser)]
 #[command(
     name = "backnd-api",
@@ -241,7 +259,9 @@ struct Settings {
 
     /// At least 32 bytes (openssl rand -hex 32); unset: random per process, so tokens do not
     /// survive a restart
-    #[arg(long, env = "JWT_SECRET", value_parser = setting(jwt_secret))]
+    // Hidden: it has no usable flag, since every user on the machine can read a command line.
+    // `Config::command` lists it apart, and `Config::resolve` refuses it as a flag.
+    #[arg(long, env = "JWT_SECRET", hide = true, value_parser = setting(jwt_secret))]
     jwt_secret: Option<JwtSecret>,
 
     /// HS256, HS384 or HS512
@@ -328,6 +348,42 @@ struct Settings {
 }
 
 impl Config {
+    /// Returns the command line: every setting's flag, variable, default and help, from
+    /// [`Settings`]. `after_help` ends `--help` (the routes, say).
+    ///
+    /// Settings that have no flag, because a command line is visible to every user, are
+    /// listed after the options with their variable only.
+    pub(crate) fn command(after_help: &str) -> clap::Command {
+        // An environment value shown in `--help` could be a secret.
+        let command = Settings::command().mut_args(|arg| arg.hide_env_values(true));
+        let mut footer = String::from(
+            "Only from the environment or .env, never a flag (a command line is visible to \
+             every user):\n",
+        );
+        for arg in command.get_arguments().filter(|arg| is_env_only(arg)) {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            footer.push_str(&format!("  {}  {help}\n", variable_of(arg)));
+        }
+        footer.push('\n');
+        footer.push_str(after_help);
+        command.after_help(footer)
+    }
+
+    /// Builds the configuration from the command line `args` (the program name first) layered
+    /// over the process environment and `./.env`.
+    ///
+    /// A flag wins over the environment, which wins over `.env` (an empty variable falls
+    /// through to it), which wins over the default. `--help`, `--version` and a malformed
+    /// command line give [`ArgsError::CommandLine`] before `.env` is read; `after_help` ends
+    /// `--help`. See [`Config::from_lookup`] for how values are checked.
+    pub fn from_args_and_env<I, T>(args: I, after_help: &str) -> Result<Config, ArgsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Config::from_sources(args, after_help, process_var, Path::new(".env"))
+    }
+
     /// Builds the configuration from `lookup(name)` alone, applying defaults and validating
     /// each value.
     ///
@@ -336,43 +392,75 @@ impl Config {
     /// and marked `ephemeral`, so tokens die with the process; the caller should log a warning
     /// about that.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        Config::resolve(lookup)
+        Config::resolve(None, lookup)
     }
 
-    /// Reads the configuration from the process environment layered over `./.env`.
-    ///
-    /// See [`Config::from_env_and_file`] for the layering rules.
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_env_and_file(Path::new(".env"))
+    fn from_sources<I, T>(
+        args: I,
+        after_help: &str,
+        process: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
+        dotenv_path: &Path,
+    ) -> Result<Config, ArgsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        // The command line alone, values unchecked: this answers --help and --version and
+        // refuses unknown flags, and says which settings a flag gave. Checking waits until
+        // every source is known, so that all values go through one path in one order; clap's
+        // copies of process variables (it reads them when an argument is declared) are
+        // ignored, since they are neither trimmed nor layered over `.env`.
+        let command_line = Config::command(after_help)
+            .mut_args(|arg| arg.value_parser(ValueParser::os_string()))
+            .try_get_matches_from(args)
+            .map_err(ArgsError::CommandLine)?;
+        let merged = merge_env(process, dotenv_path)?;
+        Config::resolve(Some(&command_line), |name| merged.get(name).cloned())
+            .map_err(ArgsError::Config)
     }
 
-    /// Reads the configuration from the process environment layered over the dotenv file `path`.
+    /// Checks every setting, taking each from `command_line` when a flag gave it, else from
+    /// `lookup` (trimmed, empty meaning unset), else its default.
     ///
-    /// A non-empty process variable wins over the file; an empty one falls through to the file,
-    /// as empty means unset everywhere else. A missing file is fine; an unreadable or malformed
-    /// one is an error with variable `".env"`. Within the file the last assignment of a name
-    /// wins, as with python-dotenv. The process environment is never modified.
-    pub fn from_env_and_file(path: &Path) -> Result<Config, ConfigError> {
-        let merged = merge_env(process_var, path)?;
-        Config::from_lookup(|name| merged.get(name).cloned())
-    }
-
-    /// Checks every setting, taking each from `lookup` (trimmed, empty meaning unset), else
-    /// its default.
-    ///
-    /// The values are handed to clap as flags in declaration order, with no environment, so
-    /// each is checked by its declared parser and the first bad one stops the parse.
-    fn resolve(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    /// The chosen values are handed to clap as flags in declaration order, with no environment,
+    /// so each is checked by its declared parser and the first bad one stops the parse.
+    fn resolve(
+        command_line: Option<&ArgMatches>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let command = Settings::command().mut_args(|arg| arg.env(None));
         let mut args = vec![OsString::from("backnd-api")];
         for arg in command.get_arguments() {
-            let value = match lookup(variable_of(arg)) {
-                Some(value) if !value.trim().is_empty() => value.trim().to_owned(),
-                _ => continue,
+            let variable = variable_of(arg);
+            let id = arg.get_id().as_str();
+            let flag = command_line
+                .filter(|matches| matches.value_source(id) == Some(ValueSource::CommandLine))
+                .and_then(|matches| matches.get_raw(id))
+                .and_then(|mut values| values.next_back());
+            let value = match flag {
+                Some(_) if is_env_only(arg) => {
+                    return Err(ConfigError {
+                        variable,
+                        message: "it is read only from the environment or .env, never from the \
+                                  command line, which every user on the machine can see"
+                            .to_owned(),
+                    })
+                }
+                Some(value) => value
+                    .to_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| ConfigError {
+                        variable,
+                        message: "the value on the command line is not valid UTF-8".to_owned(),
+                    })?,
+                None => match lookup(variable) {
+                    Some(value) if !value.trim().is_empty() => value.trim().to_owned(),
+                    _ => continue,
+                },
             };
             // `--name=value` takes the value whole, even when it starts with a dash.
             let mut flag = OsString::from("--");
-            flag.push(arg.get_long().unwrap_or_default());
+            flag.push(arg.get_long().unwrap_or(id));
             flag.push("=");
             flag.push(value);
             args.push(flag);
@@ -411,6 +499,11 @@ impl Config {
             write_timeout: Duration::from_secs(settings.write_timeout),
         })
     }
+}
+
+/// Whether a setting may come only from the environment or `.env`: the hidden ones.
+fn is_env_only(arg: &clap::Arg) -> bool {
+    arg.is_hide_set()
 }
 
 /// The variable a [`Settings`] field is read from: the field's name in capitals.
@@ -1835,6 +1928,19 @@ mod tests {
     }
 
     #[test]
+    fn help_lists_every_variable_its_default_and_the_footer() {
+        let help = Config::command("Routes: GET /x").render_help().to_string();
+        for variable in VARIABLES {
+            assert!(help.contains(variable), "{variable} missing from {help}");
+        }
+        assert!(help.contains("--port <PORT>"), "{help}");
+        assert!(help.contains("[default: 8000]"), "{help}");
+        assert!(help.contains("[default: sqlite:///./db.sqlite3]"), "{help}");
+        assert!(!help.contains("--jwt-secret"), "{help}");
+        assert!(help.trim_end().ends_with("Routes: GET /x"), "{help}");
+    }
+
+    #[test]
     fn the_readme_and_env_example_document_every_variable() {
         let readme = include_str!("../README.md");
         let example = include_str!("../.env.example");
@@ -1847,6 +1953,114 @@ mod tests {
                 example.contains(&format!("{variable}=")),
                 ".env.example: {variable}"
             );
+        }
+    }
+
+    fn from_args(args: &[&str], dotenv: &[u8]) -> Result<Config, ArgsError> {
+        let (_dir, path) = dotenv_file(dotenv);
+        let args = std::iter::once("backnd-api").chain(args.iter().copied());
+        Config::from_sources(args, "", no_process_vars, &path)
+    }
+
+    fn args_refusal(args: &[&str], dotenv: &[u8]) -> ConfigError {
+        match from_args(args, dotenv) {
+            Err(ArgsError::Config(err)) => err,
+            other => panic!("expected a refusal for {args:?}, got {other:?}"),
+        }
+    }
+
+    fn command_line_error(args: &[&str]) -> clap::Error {
+        match from_args(args, b"not a valid line\n") {
+            Err(ArgsError::CommandLine(err)) => err,
+            other => panic!("expected clap to answer {args:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_environment_and_dotenv() {
+        let config = from_args(
+            &[
+                "--port",
+                "9100",
+                "--host=0.0.0.0",
+                "--hash-queue-timeout",
+                "3",
+            ],
+            b"PORT=9001\nHOST=::1\nWORKERS=3\n",
+        )
+        .unwrap();
+        assert_eq!(config.port, 9100);
+        assert_eq!(config.host, "0.0.0.0");
+        assert_eq!(config.hash_queue_timeout, Duration::from_secs(3));
+        assert_eq!(config.workers, 3);
+    }
+
+    #[test]
+    fn a_value_a_flag_overrides_is_never_checked() {
+        let config = from_args(&["--port", "9100"], b"PORT=not-a-port\n").unwrap();
+        assert_eq!(config.port, 9100);
+    }
+
+    #[test]
+    fn a_bad_flag_is_refused_like_its_variable() {
+        let err = args_refusal(&["--port", "abc"], b"");
+        assert_eq!(
+            err.to_string(),
+            "invalid PORT: 'abc' is not a port number (0-65535)"
+        );
+        let err = args_refusal(&["--database-url=mysql://u:hunter2@h/db"], b"");
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn bad_flags_and_variables_are_reported_in_check_order() {
+        let err = args_refusal(&["--workers", "0"], b"JWT_ALGORITHM=RS256\n");
+        assert_eq!(err.variable, "JWT_ALGORITHM");
+        let err = args_refusal(&["--jwt-algorithm", "RS256"], b"WORKERS=0\n");
+        assert_eq!(err.variable, "JWT_ALGORITHM");
+    }
+
+    #[test]
+    fn the_jwt_secret_is_refused_as_a_flag_without_being_shown() {
+        let err = args_refusal(&["--jwt-secret", SECRET_32], b"");
+        assert_eq!(err.variable, "JWT_SECRET");
+        assert!(err.message.contains("environment or .env"), "{err}");
+        assert!(!err.to_string().contains(SECRET_32), "{err}");
+    }
+
+    #[test]
+    fn help_version_and_unknown_arguments_are_answered_before_dotenv_is_read() {
+        for (args, kind, code) in [
+            (&["--help"][..], clap::error::ErrorKind::DisplayHelp, 0),
+            (&["-h"][..], clap::error::ErrorKind::DisplayHelp, 0),
+            (
+                &["--version"][..],
+                clap::error::ErrorKind::DisplayVersion,
+                0,
+            ),
+            (&["--bogus"][..], clap::error::ErrorKind::UnknownArgument, 2),
+            (&["stray"][..], clap::error::ErrorKind::UnknownArgument, 2),
+            (&["--port"][..], clap::error::ErrorKind::InvalidValue, 2),
+        ] {
+            let err = command_line_error(args);
+            assert_eq!((err.kind(), err.exit_code()), (kind, code), "{args:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_flag_that_is_not_utf8_is_reported_by_name() {
+        use std::os::unix::ffi::OsStringExt;
+        let (_dir, path) = dotenv_file(b"");
+        let args = [
+            OsString::from("backnd-api"),
+            OsString::from("--host"),
+            OsString::from_vec(b"\xFF".to_vec()),
+        ];
+        match Config::from_sources(args, "", no_process_vars, &path) {
+            Err(ArgsError::Config(err)) => assert_eq!(err.variable, "HOST"),
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 
