@@ -1,14 +1,25 @@
-//! Configuration: read from the environment and a `.env` file, with the FastAPI service's names.
+//! Configuration: every start-up setting, declared once, with the FastAPI service's names.
 //!
-//! This module owns every start-up setting: which variables exist, their defaults, how each is
-//! validated, and how the process environment and `.env` are layered. It never mutates the
+//! `Settings` holds one field per setting. Its doc comment is the `--help` text, its name gives
+//! the variable (`DATABASE_URL`) and the flag (`--database-url`), and its attributes give the
+//! default and the parser, which carries the range and the refusal message. clap turns that
+//! declaration into the command line and `--help`; this module layers the sources (flag, then
+//! process environment, then `.env`, then the default) and checks every value on one path, so
+//! `main` and the tests ([`Config::from_lookup`]) see the same rules. It never mutates the
 //! process environment and never lets a secret (the JWT key, a database password) reach a
 //! message or `Debug` output.
 
 use std::collections::HashMap;
 use std::env::VarError;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::builder::{TypedValueParser, ValueParser};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use jsonwebtoken::Algorithm;
 
 /// Which database the service stores users in, parsed from `DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +77,7 @@ pub struct Config {
     /// The token signing key (`JWT_SECRET`, or a random one for this process).
     pub jwt_secret: JwtSecret,
     /// The HMAC algorithm tokens are signed with (`JWT_ALGORITHM`).
-    pub jwt_algorithm: jsonwebtoken::Algorithm,
+    pub jwt_algorithm: Algorithm,
     /// How long an access token lives, in minutes (`JWT_ACCESS_TOKEN_EXPIRE_MINUTES`).
     pub access_token_expire_minutes: u32,
     /// The address to listen on (`HOST`).
@@ -84,7 +95,7 @@ pub struct Config {
     pub database_pool_size: u32,
     /// How long to wait for a database connection before giving up
     /// (`DATABASE_CONNECT_TIMEOUT`, seconds).
-    pub database_connect_timeout: std::time::Duration,
+    pub database_connect_timeout: Duration,
     /// Threads that compute bcrypt hashes (`HASH_THREADS`); one per core by default, since
     /// each keeps a core busy.
     pub hash_threads: usize,
@@ -93,7 +104,7 @@ pub struct Config {
     pub hash_queue_size: usize,
     /// Within how long a login or registration is answered (`HASH_QUEUE_TIMEOUT`, seconds):
     /// one that can no longer be hashed in time gets 503 rather than a late answer.
-    pub hash_queue_timeout: std::time::Duration,
+    pub hash_queue_timeout: Duration,
     /// Connections open at once (`MAX_CONNECTIONS`); past it a new one gets 503 and is closed.
     /// `None` derives it from the open-file limit when the server starts
     /// ([`default_max_connections`]).
@@ -104,16 +115,16 @@ pub struct Config {
     pub max_connections_per_client: Option<usize>,
     /// How long a connection may wait for its next request before it is closed
     /// (`IDLE_TIMEOUT`, seconds).
-    pub idle_timeout: std::time::Duration,
+    pub idle_timeout: Duration,
     /// How long a request's whole head may take once it has begun (`HEADER_TIMEOUT`, seconds);
     /// past it, 408 and close.
-    pub header_timeout: std::time::Duration,
+    pub header_timeout: Duration,
     /// How long a request's whole body may take (`BODY_TIMEOUT`, seconds); past it, 408 and
     /// close.
-    pub body_timeout: std::time::Duration,
+    pub body_timeout: Duration,
     /// How long writing a whole response may take (`WRITE_TIMEOUT`, seconds); a client that
     /// does not read it in time is dropped.
-    pub write_timeout: std::time::Duration,
+    pub write_timeout: Duration,
 }
 
 /// A configuration value that stops start-up.
@@ -125,8 +136,8 @@ pub struct ConfigError {
     pub message: String,
 }
 
-impl std::fmt::Debug for JwtSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("JwtSecret(<redacted>)")
     }
 }
@@ -139,7 +150,25 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Every variable the service reads, in the order they are checked.
+/// Why [`Config::from_args_and_env`] gave no configuration.
+#[derive(Debug)]
+pub enum ArgsError {
+    /// `--help` or `--version` was asked for, or the command line is malformed (an unknown
+    /// flag, a flag without its value): clap's own text, which [`clap::Error::exit`] prints
+    /// to the right stream before exiting 0 or 2.
+    CommandLine(clap::Error),
+    /// A setting is invalid, wherever it came from.
+    Config(ConfigError),
+}
+
+impl From<ConfigError> for ArgsError {
+    fn from(err: ConfigError) -> ArgsError {
+        ArgsError::Config(err)
+    }
+}
+
+/// Every variable the service reads, in the order they are checked: the fields of
+/// `Settings`, in order (a unit test holds the two together).
 pub const VARIABLES: [&str; 20] = [
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
@@ -163,39 +192,12 @@ pub const VARIABLES: [&str; 20] = [
     "RUST_LOG",
 ];
 
-const DEFAULT_DATABASE_URL: &str = "sqlite:///./db.sqlite3";
-/// SQLAlchemy's default pool holds 5 and overflows to 15; 10 sits between, and leaves a
-/// PostgreSQL server's usual 100 connections room for several instances.
-const DEFAULT_POOL_SIZE: u32 = 10;
-const MAX_POOL_SIZE: u32 = 1000;
-const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 5;
-const MAX_CONNECT_TIMEOUT_SECS: u64 = 300;
 /// HS256 wants a key at least as long as its 256-bit output (RFC 7518 §3.2).
 const MIN_SECRET_BYTES: usize = 32;
 const GENERATED_SECRET_BYTES: usize = 32;
-const DEFAULT_EXPIRE_MINUTES: u32 = 60;
-/// A year: long enough for any sane token, small enough that `now + exp` can never overflow.
-const MAX_EXPIRE_MINUTES: u32 = 525_600;
-const DEFAULT_HOST: &str = "127.0.0.1";
-const DEFAULT_PORT: u16 = 8000;
 const MIN_DEFAULT_WORKERS: usize = 8;
 const MAX_WORKERS: usize = 1024;
-const DEFAULT_BCRYPT_COST: u32 = 12;
-const MAX_HASH_THREADS: usize = 256;
-/// Room for 64 waiting hashes: at cost 12 on two cores that is about eight seconds of work,
-/// within the default timeout, so a full queue still drains before its requests give up.
-const DEFAULT_HASH_QUEUE_SIZE: usize = 64;
-const MAX_HASH_QUEUE_SIZE: usize = 100_000;
-const DEFAULT_HASH_QUEUE_TIMEOUT_SECS: u64 = 10;
-const MAX_HASH_QUEUE_TIMEOUT_SECS: u64 = 600;
-/// The range the `bcrypt` crate (and the bcrypt format's two-digit cost field) accepts.
-const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
 const MAX_MAX_CONNECTIONS: usize = 1_000_000;
-const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
-const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
-const DEFAULT_BODY_TIMEOUT_SECS: u64 = 10;
-const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 10;
-const MAX_IO_TIMEOUT_SECS: u64 = 3600;
 /// Descriptors kept back from connections for everything else: the listener, standard
 /// streams, logs, and a margin for accept itself.
 const RESERVED_DESCRIPTORS: u64 = 64;
@@ -219,155 +221,448 @@ const SUPPORTED_DATABASE_URLS: &str = "use sqlite:///relative/path, sqlite:////a
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Every setting, in the order they are checked (the first bad value is the one reported).
+///
+/// Each field is the one declaration of a setting: `env` names its variable and `long` its
+/// flag (the variable in lower case, with dashes), the doc comment is its `--help` line,
+/// `default_value*` its default, and `value_parser` the check that refuses a bad value with
+/// a message naming its range. clap never reads the process environment for these:
+/// [`Config::resolve`] hands it each value, so flags, `.env` and the tests' lookups all go
+/// through the same parsers.
+#[derive(Parser)]
+#[command(
+    name = "backnd-api",
+    version,
+    long_about = None,
+    about = "backnd-api: user registration and login service (the FastAPI backnd-api contract)\n\n\
+             Each setting comes from its flag, else the environment, else a .env file in the \
+             working directory, else its default; an empty value counts as unset."
+)]
+struct Settings {
+    /// Where users are stored: sqlite:///relative/path, sqlite:////absolute/path or
+    /// postgresql://user:password@host:5432/database (the password is never shown)
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:///./db.sqlite3",
+          value_parser = setting(database_url))]
+    database_url: DatabaseConfig,
+
+    /// PostgreSQL connections per instance (SQLite sizes its own pool)
+    // SQLAlchemy's default pool holds 5 and overflows to 15; 10 sits between, and leaves a
+    // PostgreSQL server's usual 100 connections room for several instances.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 10,
+          value_parser = whole::<u32>(1, 1000, "a connection count"))]
+    database_pool_size: u32,
+
+    /// Seconds to wait for a database connection
+    #[arg(long, env = "DATABASE_CONNECT_TIMEOUT", default_value_t = 5,
+          value_parser = whole::<u64>(1, 300, "a whole number of seconds"))]
+    database_connect_timeout: u64,
+
+    /// At least 32 bytes (openssl rand -hex 32); unset: random per process, so tokens do not
+    /// survive a restart
+    // Hidden: it has no usable flag, since every user on the machine can read a command line.
+    // `Config::command` lists it apart, and `Config::resolve` refuses it as a flag.
+    #[arg(long, env = "JWT_SECRET", hide = true, value_parser = setting(jwt_secret))]
+    jwt_secret: Option<JwtSecret>,
+
+    /// HS256, HS384 or HS512
+    #[arg(long, env = "JWT_ALGORITHM", default_value = "HS256",
+          value_parser = setting(jwt_algorithm))]
+    jwt_algorithm: Algorithm,
+
+    /// Token lifetime in minutes
+    // At most a year: long enough for any sane token, small enough that `now + exp` can
+    // never overflow.
+    #[arg(long, env = "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", default_value_t = 60,
+          value_parser = setting(expire_minutes))]
+    jwt_access_token_expire_minutes: u32,
+
+    /// Address to listen on
+    #[arg(long, env = "HOST", default_value = "127.0.0.1", value_parser = setting(host))]
+    host: String,
+
+    /// Port to listen on; 0 picks a free one
+    #[arg(long, env = "PORT", default_value_t = 8000, value_parser = setting(port))]
+    port: u16,
+
+    /// Requests handled at once: by default 4 per core, at least 8
+    #[arg(long, env = "WORKERS", default_value_t = default_workers(),
+          value_parser = whole::<usize>(1, MAX_WORKERS, "a worker count"))]
+    workers: usize,
+
+    /// Cost of new password hashes, 4 to 31; each step doubles the time
+    // The range the `bcrypt` crate (and the bcrypt format's two-digit cost field) accepts.
+    #[arg(long, env = "BCRYPT_COST", default_value_t = 12,
+          value_parser = whole::<u32>(4, 31, "a bcrypt cost"))]
+    bcrypt_cost: u32,
+
+    /// Threads computing bcrypt hashes: by default one per core
+    #[arg(long, env = "HASH_THREADS", default_value_t = default_hash_threads(),
+          value_parser = whole::<usize>(1, 256, "a thread"))]
+    hash_threads: usize,
+
+    /// Hashes that may wait for a thread (more get 503 at once; 0: none wait)
+    // 64 waiting hashes at cost 12 on two cores are about eight seconds of work, within the
+    // default timeout, so a full queue still drains before its requests give up.
+    #[arg(long, env = "HASH_QUEUE_SIZE", default_value_t = 64,
+          value_parser = whole::<usize>(0, 100_000, "a queue length"))]
+    hash_queue_size: usize,
+
+    /// Seconds within which a hash is answered (else 503)
+    #[arg(long, env = "HASH_QUEUE_TIMEOUT", default_value_t = 10,
+          value_parser = whole::<u64>(1, 600, "a whole number of seconds"))]
+    hash_queue_timeout: u64,
+
+    /// Connections open at once (then 503): by default what the open-file limit leaves
+    #[arg(long, env = "MAX_CONNECTIONS",
+          value_parser = whole::<usize>(1, MAX_MAX_CONNECTIONS, "a connection count"))]
+    max_connections: Option<usize>,
+
+    /// Connections one address (IPv6: /64) may hold: by default half of MAX_CONNECTIONS
+    #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT",
+          value_parser = whole::<usize>(1, MAX_MAX_CONNECTIONS, "a connection count"))]
+    max_connections_per_client: Option<usize>,
+
+    /// Seconds a connection may wait for its next request
+    #[arg(long, env = "IDLE_TIMEOUT", default_value_t = 30,
+          value_parser = whole::<u64>(1, 3600, "a whole number of seconds"))]
+    idle_timeout: u64,
+
+    /// Seconds for a whole request head (else 408)
+    #[arg(long, env = "HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = whole::<u64>(1, 3600, "a whole number of seconds"))]
+    header_timeout: u64,
+
+    /// Seconds for a whole request body (else 408)
+    #[arg(long, env = "BODY_TIMEOUT", default_value_t = 10,
+          value_parser = whole::<u64>(1, 3600, "a whole number of seconds"))]
+    body_timeout: u64,
+
+    /// Seconds for writing a whole response (else the client is dropped)
+    #[arg(long, env = "WRITE_TIMEOUT", default_value_t = 10,
+          value_parser = whole::<u64>(1, 3600, "a whole number of seconds"))]
+    write_timeout: u64,
+
+    /// Log filter: by default info (e.g. warn, debug, access=off); passed through as it is
+    #[arg(long, env = "RUST_LOG")]
+    rust_log: Option<String>,
+}
+
 impl Config {
-    /// Builds the configuration from `lookup(name)`, applying defaults and validating each value.
+    /// Returns the command line: every setting's flag, variable, default and help, from
+    /// [`Settings`]. `after_help` ends `--help` (the routes, say).
     ///
-    /// Values are trimmed, and an empty value counts as unset. When `JWT_SECRET` is unset a random
-    /// secret is generated and marked `ephemeral`, so tokens die with the process; the caller
-    /// should log a warning about that.
+    /// Settings that have no flag, because a command line is visible to every user, are
+    /// listed after the options with their variable only.
+    pub(crate) fn command(after_help: &str) -> clap::Command {
+        // An environment value shown in `--help` could be a secret.
+        let command = Settings::command().mut_args(|arg| arg.hide_env_values(true));
+        let mut footer = String::from(
+            "Only from the environment or .env, never a flag (a command line is visible to \
+             every user):\n",
+        );
+        for arg in command.get_arguments().filter(|arg| is_env_only(arg)) {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            footer.push_str(&format!("  {}  {help}\n", variable_of(arg)));
+        }
+        footer.push('\n');
+        footer.push_str(after_help);
+        command.after_help(footer)
+    }
+
+    /// Builds the configuration from the command line `args` (the program name first) layered
+    /// over the process environment and `./.env`.
+    ///
+    /// A flag wins over the environment, which wins over `.env` (an empty variable falls
+    /// through to it), which wins over the default. `--help`, `--version` and a malformed
+    /// command line give [`ArgsError::CommandLine`] before `.env` is read; `after_help` ends
+    /// `--help`. See [`Config::from_lookup`] for how values are checked.
+    pub fn from_args_and_env<I, T>(args: I, after_help: &str) -> Result<Config, ArgsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Config::from_sources(args, after_help, process_var, Path::new(".env"))
+    }
+
+    /// Builds the configuration from `lookup(name)` alone, applying defaults and validating
+    /// each value.
+    ///
+    /// Values are trimmed, and an empty value counts as unset. The first invalid variable in
+    /// [`VARIABLES`] order is reported. When `JWT_SECRET` is unset a random secret is generated
+    /// and marked `ephemeral`, so tokens die with the process; the caller should log a warning
+    /// about that.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|value| value.trim().to_owned())
-                .filter(|value| !value.is_empty())
-        };
-
-        let database = DatabaseConfig::from_url(
-            get("DATABASE_URL")
-                .as_deref()
-                .unwrap_or(DEFAULT_DATABASE_URL),
-        )?;
-        let jwt_secret = match get("JWT_SECRET") {
-            Some(configured) => JwtSecret::from_configured(&configured)?,
-            None => JwtSecret::generate()?,
-        };
-        let jwt_algorithm = match get("JWT_ALGORITHM") {
-            Some(value) => parse_algorithm(&value)?,
-            None => jsonwebtoken::Algorithm::HS256,
-        };
-        let access_token_expire_minutes = match get("JWT_ACCESS_TOKEN_EXPIRE_MINUTES") {
-            Some(value) => parse_expire_minutes(&value)?,
-            None => DEFAULT_EXPIRE_MINUTES,
-        };
-        let host = match get("HOST") {
-            Some(value) => parse_host(value)?,
-            None => DEFAULT_HOST.to_owned(),
-        };
-        let port = match get("PORT") {
-            Some(value) => parse_port(&value)?,
-            None => DEFAULT_PORT,
-        };
-        let workers = match get("WORKERS") {
-            Some(value) => parse_workers(&value)?,
-            None => default_workers(),
-        };
-        let bcrypt_cost = match get("BCRYPT_COST") {
-            Some(value) => parse_bcrypt_cost(&value)?,
-            None => DEFAULT_BCRYPT_COST,
-        };
-        let log_filter = get("RUST_LOG");
-        let database_pool_size = match get("DATABASE_POOL_SIZE") {
-            Some(value) => parse_pool_size(&value)?,
-            None => DEFAULT_POOL_SIZE,
-        };
-        let hash_threads = match get("HASH_THREADS") {
-            Some(value) => parse_count("HASH_THREADS", &value, 1, MAX_HASH_THREADS, "thread")?,
-            None => default_hash_threads(),
-        };
-        let hash_queue_size = match get("HASH_QUEUE_SIZE") {
-            Some(value) => parse_count(
-                "HASH_QUEUE_SIZE",
-                &value,
-                0,
-                MAX_HASH_QUEUE_SIZE,
-                "queue length",
-            )?,
-            None => DEFAULT_HASH_QUEUE_SIZE,
-        };
-        let hash_queue_timeout = match get("HASH_QUEUE_TIMEOUT") {
-            Some(value) => {
-                parse_seconds("HASH_QUEUE_TIMEOUT", &value, MAX_HASH_QUEUE_TIMEOUT_SECS)?
-            }
-            None => std::time::Duration::from_secs(DEFAULT_HASH_QUEUE_TIMEOUT_SECS),
-        };
-        let connections = |name: &'static str| match get(name) {
-            Some(value) => {
-                parse_count(name, &value, 1, MAX_MAX_CONNECTIONS, "connection count").map(Some)
-            }
-            None => Ok(None),
-        };
-        let max_connections = connections("MAX_CONNECTIONS")?;
-        let max_connections_per_client = connections("MAX_CONNECTIONS_PER_CLIENT")?;
-        let seconds = |name: &'static str, default: u64| match get(name) {
-            Some(value) => parse_seconds(name, &value, MAX_IO_TIMEOUT_SECS),
-            None => Ok(std::time::Duration::from_secs(default)),
-        };
-        let idle_timeout = seconds("IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT_SECS)?;
-        let header_timeout = seconds("HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT_SECS)?;
-        let body_timeout = seconds("BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT_SECS)?;
-        let write_timeout = seconds("WRITE_TIMEOUT", DEFAULT_WRITE_TIMEOUT_SECS)?;
-        let database_connect_timeout = match get("DATABASE_CONNECT_TIMEOUT") {
-            Some(value) => parse_connect_timeout(&value)?,
-            None => std::time::Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS),
-        };
-
-        Ok(Config {
-            database,
-            jwt_secret,
-            jwt_algorithm,
-            access_token_expire_minutes,
-            host,
-            port,
-            workers,
-            bcrypt_cost,
-            log_filter,
-            database_pool_size,
-            database_connect_timeout,
-            hash_threads,
-            hash_queue_size,
-            hash_queue_timeout,
-            max_connections,
-            max_connections_per_client,
-            idle_timeout,
-            header_timeout,
-            body_timeout,
-            write_timeout,
-        })
+        Config::resolve(None, lookup)
     }
 
-    /// Reads the configuration from the process environment layered over `./.env`.
-    ///
-    /// See [`Config::from_env_and_file`] for the layering rules.
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_env_and_file(Path::new(".env"))
-    }
-
-    /// Reads the configuration from the process environment layered over the dotenv file `path`.
-    ///
-    /// A non-empty process variable wins over the file; an empty one falls through to the file,
-    /// as empty means unset everywhere else. A missing file is fine; an unreadable or malformed
-    /// one is an error with variable `".env"`. Within the file the last assignment of a name
-    /// wins, as with python-dotenv. The process environment is never modified.
-    pub fn from_env_and_file(path: &Path) -> Result<Config, ConfigError> {
-        Config::from_layers(process_var, path)
-    }
-
-    fn from_layers(
+    fn from_sources<I, T>(
+        args: I,
+        after_help: &str,
         process: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
         dotenv_path: &Path,
-    ) -> Result<Config, ConfigError> {
-        let file = read_dotenv(dotenv_path)?;
-        let mut merged = HashMap::new();
-        for name in VARIABLES {
-            let value = process(name)?
-                .filter(|value| !value.trim().is_empty())
-                .or_else(|| file.get(name).cloned());
-            if let Some(value) = value {
-                merged.insert(name, value);
-            }
-        }
-        Config::from_lookup(|name| merged.get(name).cloned())
+    ) -> Result<Config, ArgsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        // The command line alone, values unchecked: this answers --help and --version and
+        // refuses unknown flags, and says which settings a flag gave. Checking waits until
+        // every source is known, so that all values go through one path in one order; clap's
+        // copies of process variables (it reads them when an argument is declared) are
+        // ignored, since they are neither trimmed nor layered over `.env`.
+        let command_line = Config::command(after_help)
+            .mut_args(|arg| arg.value_parser(ValueParser::os_string()))
+            .try_get_matches_from(args)
+            .map_err(ArgsError::CommandLine)?;
+        let merged = merge_env(process, dotenv_path)?;
+        Config::resolve(Some(&command_line), |name| merged.get(name).cloned())
+            .map_err(ArgsError::Config)
     }
+
+    /// Checks every setting, taking each from `command_line` when a flag gave it, else from
+    /// `lookup` (trimmed, empty meaning unset), else its default.
+    ///
+    /// The chosen values are handed to clap as flags in declaration order, with no environment,
+    /// so each is checked by its declared parser and the first bad one stops the parse.
+    fn resolve(
+        command_line: Option<&ArgMatches>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let command = Settings::command().mut_args(|arg| arg.env(None));
+        let mut args = vec![OsString::from("backnd-api")];
+        for arg in command.get_arguments() {
+            let variable = variable_of(arg);
+            let id = arg.get_id().as_str();
+            let flag = command_line
+                .filter(|matches| matches.value_source(id) == Some(ValueSource::CommandLine))
+                .and_then(|matches| matches.get_raw(id))
+                .and_then(|mut values| values.next_back());
+            let value = match flag {
+                Some(_) if is_env_only(arg) => {
+                    return Err(ConfigError {
+                        variable,
+                        message: "it is read only from the environment or .env, never from the \
+                                  command line, which every user on the machine can see"
+                            .to_owned(),
+                    })
+                }
+                Some(value) => value
+                    .to_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| ConfigError {
+                        variable,
+                        message: "the value on the command line is not valid UTF-8".to_owned(),
+                    })?,
+                None => match lookup(variable) {
+                    Some(value) if !value.trim().is_empty() => value.trim().to_owned(),
+                    _ => continue,
+                },
+            };
+            // `--name=value` takes the value whole, even when it starts with a dash.
+            let mut flag = OsString::from("--");
+            flag.push(arg.get_long().unwrap_or(id));
+            flag.push("=");
+            flag.push(value);
+            args.push(flag);
+        }
+        let settings = command
+            .try_get_matches_from(args)
+            .and_then(|matches| Settings::from_arg_matches(&matches))
+            .map_err(refusal_of)?;
+        Config::from_settings(settings)
+    }
+
+    fn from_settings(settings: Settings) -> Result<Config, ConfigError> {
+        Ok(Config {
+            database: settings.database_url,
+            jwt_secret: match settings.jwt_secret {
+                Some(secret) => secret,
+                None => JwtSecret::generate()?,
+            },
+            jwt_algorithm: settings.jwt_algorithm,
+            access_token_expire_minutes: settings.jwt_access_token_expire_minutes,
+            host: settings.host,
+            port: settings.port,
+            workers: settings.workers,
+            bcrypt_cost: settings.bcrypt_cost,
+            log_filter: settings.rust_log,
+            database_pool_size: settings.database_pool_size,
+            database_connect_timeout: Duration::from_secs(settings.database_connect_timeout),
+            hash_threads: settings.hash_threads,
+            hash_queue_size: settings.hash_queue_size,
+            hash_queue_timeout: Duration::from_secs(settings.hash_queue_timeout),
+            max_connections: settings.max_connections,
+            max_connections_per_client: settings.max_connections_per_client,
+            idle_timeout: Duration::from_secs(settings.idle_timeout),
+            header_timeout: Duration::from_secs(settings.header_timeout),
+            body_timeout: Duration::from_secs(settings.body_timeout),
+            write_timeout: Duration::from_secs(settings.write_timeout),
+        })
+    }
+}
+
+/// Whether a setting may come only from the environment or `.env`: the hidden ones.
+fn is_env_only(arg: &clap::Arg) -> bool {
+    arg.is_hide_set()
+}
+
+/// The variable a [`Settings`] field is read from: the field's name in capitals.
+///
+/// Found from the name rather than the declared `env` because the checking pass removes the
+/// environment from its arguments; a unit test holds the two together.
+fn variable_of(arg: &clap::Arg) -> &'static str {
+    let id = arg.get_id().as_str();
+    VARIABLES
+        .into_iter()
+        .find(|variable| variable.eq_ignore_ascii_case(id))
+        .unwrap_or("?")
+}
+
+/// Takes the [`ConfigError`] a [`Setting`] parser put into a clap error back out.
+///
+/// The arguments handed to clap are all declared flags with values, so nothing else can fail;
+/// if it did, clap's own text is not shown, since it would quote a value that may be secret.
+fn refusal_of(err: clap::Error) -> ConfigError {
+    use std::error::Error as _;
+    err.source()
+        .and_then(|source| source.downcast_ref::<ConfigError>())
+        .cloned()
+        .unwrap_or_else(|| ConfigError {
+            variable: "arguments",
+            message: format!("the settings could not be combined ({:?})", err.kind()),
+        })
+}
+
+/// A setting's value parser: a function that converts a value or refuses it with a message.
+///
+/// clap gives the parser the argument, which names the variable; the refusal travels inside
+/// clap's error as a [`ConfigError`] and is taken back out by [`refusal_of`].
+#[derive(Clone)]
+struct Setting<F>(F);
+
+/// Declares a setting's parser: `parse` gets the value (trimmed when it came from a variable)
+/// and refuses it with a message that never shows a secret.
+fn setting<T, F>(parse: F) -> Setting<F>
+where
+    F: Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static,
+{
+    Setting(parse)
+}
+
+impl<T, F> TypedValueParser for Setting<F>
+where
+    F: Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static,
+    T: Clone + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let variable = arg.map_or("?", variable_of);
+        let parse = self.0.clone();
+        // clap keeps the error of a parser made from a plain function as the source of its
+        // own; that is the one public way to hand it ours.
+        let checked =
+            move |text: &str| parse(text).map_err(|message| ConfigError { variable, message });
+        checked.parse_ref(command, arg, value)
+    }
+}
+
+/// A whole number from `min` to `max`, refused as "'x' is not {what} from {min} to {max}".
+fn whole<T>(
+    min: T,
+    max: T,
+    what: &'static str,
+) -> Setting<impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy + Send + Sync + 'static,
+{
+    setting(move |value: &str| {
+        in_range(value, min, max)
+            .ok_or_else(|| format!("{} is not {what} from {min} to {max}", quote(value)))
+    })
+}
+
+fn in_range<T: std::str::FromStr + PartialOrd>(value: &str, min: T, max: T) -> Option<T> {
+    value
+        .parse::<T>()
+        .ok()
+        .filter(|number| (min..=max).contains(number))
+}
+
+fn database_url(value: &str) -> Result<DatabaseConfig, String> {
+    DatabaseConfig::from_url(value).map_err(|err| err.message)
+}
+
+fn jwt_secret(value: &str) -> Result<JwtSecret, String> {
+    JwtSecret::from_configured(value).map_err(|err| err.message)
+}
+
+fn jwt_algorithm(value: &str) -> Result<Algorithm, String> {
+    // Case-insensitive, unlike python-jose: "hs256" has only one possible meaning, and the
+    // accepted set stays HMAC-only either way.
+    [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]
+        .into_iter()
+        .find(|algorithm| format!("{algorithm:?}").eq_ignore_ascii_case(value))
+        .ok_or_else(|| {
+            format!(
+                "{} is not supported; use HS256, HS384 or HS512",
+                quote(value)
+            )
+        })
+}
+
+fn expire_minutes(value: &str) -> Result<u32, String> {
+    const A_YEAR: u32 = 525_600;
+    in_range(value, 1, A_YEAR).ok_or_else(|| {
+        format!(
+            "{} is not a whole number of minutes from 1 to {A_YEAR} (a year)",
+            quote(value)
+        )
+    })
+}
+
+fn host(value: &str) -> Result<String, String> {
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{} is not a host name or address: it contains whitespace or control characters",
+            quote(value)
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn port(value: &str) -> Result<u16, String> {
+    value
+        .parse::<u16>()
+        .map_err(|_| format!("{} is not a port number (0-65535)", quote(value)))
+}
+
+/// Reads every variable from the process environment layered over the dotenv file at `path`.
+///
+/// A non-empty process variable wins over the file; an empty one falls through to the file,
+/// as empty means unset everywhere else. A missing file is fine; an unreadable or malformed
+/// one is an error with variable `".env"`. Within the file the last assignment of a name
+/// wins, as with python-dotenv. The process environment is never modified.
+fn merge_env(
+    process: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
+    path: &Path,
+) -> Result<HashMap<&'static str, String>, ConfigError> {
+    let file = read_dotenv(path)?;
+    let mut merged = HashMap::new();
+    for name in VARIABLES {
+        let value = process(name)?
+            .filter(|value| !value.trim().is_empty())
+            .or_else(|| file.get(name).cloned());
+        if let Some(value) = value {
+            merged.insert(name, value);
+        }
+    }
+    Ok(merged)
 }
 
 impl DatabaseConfig {
@@ -581,121 +876,6 @@ pub fn redact_url(url: &str) -> String {
 fn looks_secret(parameter_name: &str) -> bool {
     let name = parameter_name.to_ascii_lowercase();
     name.contains("pass") || name.contains("secret") || name == "pwd" || name.contains("token")
-}
-
-fn parse_algorithm(value: &str) -> Result<jsonwebtoken::Algorithm, ConfigError> {
-    use jsonwebtoken::Algorithm;
-    // Case-insensitive, unlike python-jose: "hs256" has only one possible meaning, and the
-    // accepted set stays HMAC-only either way.
-    [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]
-        .into_iter()
-        .find(|algorithm| format!("{algorithm:?}").eq_ignore_ascii_case(value))
-        .ok_or_else(|| ConfigError {
-            variable: "JWT_ALGORITHM",
-            message: format!(
-                "{} is not supported; use HS256, HS384 or HS512",
-                quote(value)
-            ),
-        })
-}
-
-fn parse_expire_minutes(value: &str) -> Result<u32, ConfigError> {
-    parse_in_range(value, 1..=MAX_EXPIRE_MINUTES).ok_or_else(|| ConfigError {
-        variable: "JWT_ACCESS_TOKEN_EXPIRE_MINUTES",
-        message: format!(
-            "{} is not a whole number of minutes from 1 to {MAX_EXPIRE_MINUTES} (a year)",
-            quote(value)
-        ),
-    })
-}
-
-fn parse_host(value: String) -> Result<String, ConfigError> {
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError {
-            variable: "HOST",
-            message: format!(
-                "{} is not a host name or address: it contains whitespace or control characters",
-                quote(&value)
-            ),
-        });
-    }
-    Ok(value)
-}
-
-fn parse_port(value: &str) -> Result<u16, ConfigError> {
-    value.parse::<u16>().map_err(|_| ConfigError {
-        variable: "PORT",
-        message: format!("{} is not a port number (0-65535)", quote(value)),
-    })
-}
-
-fn parse_workers(value: &str) -> Result<usize, ConfigError> {
-    parse_count("WORKERS", value, 1, MAX_WORKERS, "worker count")
-}
-
-fn parse_bcrypt_cost(value: &str) -> Result<u32, ConfigError> {
-    parse_in_range(value, BCRYPT_COSTS).ok_or_else(|| ConfigError {
-        variable: "BCRYPT_COST",
-        message: format!(
-            "{} is not a bcrypt cost from {} to {}",
-            quote(value),
-            BCRYPT_COSTS.start(),
-            BCRYPT_COSTS.end()
-        ),
-    })
-}
-
-fn parse_pool_size(value: &str) -> Result<u32, ConfigError> {
-    parse_in_range(value, 1..=MAX_POOL_SIZE).ok_or_else(|| ConfigError {
-        variable: "DATABASE_POOL_SIZE",
-        message: format!(
-            "{} is not a connection count from 1 to {MAX_POOL_SIZE}",
-            quote(value)
-        ),
-    })
-}
-
-fn parse_connect_timeout(value: &str) -> Result<std::time::Duration, ConfigError> {
-    parse_seconds("DATABASE_CONNECT_TIMEOUT", value, MAX_CONNECT_TIMEOUT_SECS)
-}
-
-fn parse_seconds(
-    variable: &'static str,
-    value: &str,
-    max: u64,
-) -> Result<std::time::Duration, ConfigError> {
-    parse_in_range(value, 1..=max)
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(|| ConfigError {
-            variable,
-            message: format!(
-                "{} is not a whole number of seconds from 1 to {max}",
-                quote(value)
-            ),
-        })
-}
-
-fn parse_count(
-    variable: &'static str,
-    value: &str,
-    min: usize,
-    max: usize,
-    what: &str,
-) -> Result<usize, ConfigError> {
-    parse_in_range(value, min..=max).ok_or_else(|| ConfigError {
-        variable,
-        message: format!("{} is not a {what} from {min} to {max}", quote(value)),
-    })
-}
-
-fn parse_in_range<T: std::str::FromStr + PartialOrd>(
-    value: &str,
-    range: std::ops::RangeInclusive<T>,
-) -> Option<T> {
-    value
-        .parse::<T>()
-        .ok()
-        .filter(|parsed| range.contains(parsed))
 }
 
 /// Returns the default `WORKERS`: four threads per available core, at least 8, at most 1024.
@@ -1596,12 +1776,22 @@ mod tests {
         Ok(None)
     }
 
+    /// The configuration from `process` variables layered over the dotenv file at `path`, as
+    /// `main` reads it when there are no flags.
+    fn from_layers(
+        process: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
+        path: &Path,
+    ) -> Result<Config, ConfigError> {
+        let merged = merge_env(process, path)?;
+        Config::from_lookup(|name| merged.get(name).cloned())
+    }
+
     #[test]
     fn a_missing_dotenv_file_is_fine() {
         let dir = tempfile::tempdir().unwrap();
         let values = read_dotenv(&dir.path().join(".env")).unwrap();
         assert!(values.is_empty());
-        let config = Config::from_layers(no_process_vars, &dir.path().join(".env")).unwrap();
+        let config = from_layers(no_process_vars, &dir.path().join(".env")).unwrap();
         assert_eq!(config.port, 8000);
     }
 
@@ -1662,7 +1852,7 @@ mod tests {
     #[test]
     fn a_malformed_dotenv_stops_from_layers() {
         let (_dir, path) = dotenv_file(b"not a valid line\n");
-        let err = Config::from_layers(no_process_vars, &path).unwrap_err();
+        let err = from_layers(no_process_vars, &path).unwrap_err();
         assert_eq!(err.variable, ".env");
     }
 
@@ -1685,7 +1875,7 @@ mod tests {
     fn process_variables_win_over_dotenv() {
         let (_dir, path) = dotenv_file(b"PORT=9001\nHOST=0.0.0.0\n");
         let process = |name: &'static str| Ok((name == "PORT").then(|| "9100".to_owned()));
-        let config = Config::from_layers(process, &path).unwrap();
+        let config = from_layers(process, &path).unwrap();
         assert_eq!(config.port, 9100);
         assert_eq!(config.host, "0.0.0.0");
     }
@@ -1694,13 +1884,13 @@ mod tests {
     fn an_empty_process_variable_falls_through_to_dotenv() {
         let (_dir, path) = dotenv_file(b"PORT=9001\n");
         let process = |name: &'static str| Ok((name == "PORT").then(|| " ".to_owned()));
-        assert_eq!(Config::from_layers(process, &path).unwrap().port, 9001);
+        assert_eq!(from_layers(process, &path).unwrap().port, 9001);
     }
 
     #[test]
     fn dotenv_values_are_validated_like_any_other() {
         let (_dir, path) = dotenv_file(b"JWT_SECRET=short\n");
-        let err = Config::from_layers(no_process_vars, &path).unwrap_err();
+        let err = from_layers(no_process_vars, &path).unwrap_err();
         assert_eq!(err.variable, "JWT_SECRET");
         assert!(!err.to_string().contains("short"));
     }
@@ -1718,8 +1908,160 @@ mod tests {
                 Ok(None)
             }
         };
-        let err = Config::from_layers(process, &dir.path().join(".env")).unwrap_err();
+        let err = from_layers(process, &dir.path().join(".env")).unwrap_err();
         assert_eq!(err.variable, "HOST");
+    }
+
+    // ---- declarations, flags and --help ----
+
+    #[test]
+    fn the_declarations_are_the_variables_in_check_order() {
+        let command = Settings::command();
+        let declared: Vec<&clap::Arg> = command.get_arguments().collect();
+        assert_eq!(declared.len(), VARIABLES.len());
+        for (arg, variable) in declared.into_iter().zip(VARIABLES) {
+            assert_eq!(arg.get_env(), Some(OsStr::new(variable)));
+            assert_eq!(variable_of(arg), variable);
+            let flag = variable.to_ascii_lowercase().replace('_', "-");
+            assert_eq!(arg.get_long(), Some(flag.as_str()));
+        }
+    }
+
+    #[test]
+    fn help_lists_every_variable_its_default_and_the_footer() {
+        let help = Config::command("Routes: GET /x").render_help().to_string();
+        for variable in VARIABLES {
+            assert!(help.contains(variable), "{variable} missing from {help}");
+        }
+        assert!(help.contains("--port <PORT>"), "{help}");
+        assert!(help.contains("[default: 8000]"), "{help}");
+        assert!(help.contains("[default: sqlite:///./db.sqlite3]"), "{help}");
+        assert!(!help.contains("--jwt-secret"), "{help}");
+        assert!(help.trim_end().ends_with("Routes: GET /x"), "{help}");
+    }
+
+    #[test]
+    fn the_readme_and_env_example_document_every_variable() {
+        let readme = include_str!("../README.md");
+        let example = include_str!("../.env.example");
+        for variable in VARIABLES {
+            assert!(
+                readme.contains(&format!("`{variable}`")),
+                "README: {variable}"
+            );
+            assert!(
+                example.contains(&format!("{variable}=")),
+                ".env.example: {variable}"
+            );
+        }
+    }
+
+    fn from_args(args: &[&str], dotenv: &[u8]) -> Result<Config, ArgsError> {
+        let (_dir, path) = dotenv_file(dotenv);
+        let args = std::iter::once("backnd-api").chain(args.iter().copied());
+        Config::from_sources(args, "", no_process_vars, &path)
+    }
+
+    fn args_refusal(args: &[&str], dotenv: &[u8]) -> ConfigError {
+        match from_args(args, dotenv) {
+            Err(ArgsError::Config(err)) => err,
+            other => panic!("expected a refusal for {args:?}, got {other:?}"),
+        }
+    }
+
+    fn command_line_error(args: &[&str]) -> clap::Error {
+        match from_args(args, b"not a valid line\n") {
+            Err(ArgsError::CommandLine(err)) => err,
+            other => panic!("expected clap to answer {args:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_environment_and_dotenv() {
+        let config = from_args(
+            &[
+                "--port",
+                "9100",
+                "--host=0.0.0.0",
+                "--hash-queue-timeout",
+                "3",
+            ],
+            b"PORT=9001\nHOST=::1\nWORKERS=3\n",
+        )
+        .unwrap();
+        assert_eq!(config.port, 9100);
+        assert_eq!(config.host, "0.0.0.0");
+        assert_eq!(config.hash_queue_timeout, Duration::from_secs(3));
+        assert_eq!(config.workers, 3);
+    }
+
+    #[test]
+    fn a_value_a_flag_overrides_is_never_checked() {
+        let config = from_args(&["--port", "9100"], b"PORT=not-a-port\n").unwrap();
+        assert_eq!(config.port, 9100);
+    }
+
+    #[test]
+    fn a_bad_flag_is_refused_like_its_variable() {
+        let err = args_refusal(&["--port", "abc"], b"");
+        assert_eq!(
+            err.to_string(),
+            "invalid PORT: 'abc' is not a port number (0-65535)"
+        );
+        let err = args_refusal(&["--database-url=mysql://u:hunter2@h/db"], b"");
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn bad_flags_and_variables_are_reported_in_check_order() {
+        let err = args_refusal(&["--workers", "0"], b"JWT_ALGORITHM=RS256\n");
+        assert_eq!(err.variable, "JWT_ALGORITHM");
+        let err = args_refusal(&["--jwt-algorithm", "RS256"], b"WORKERS=0\n");
+        assert_eq!(err.variable, "JWT_ALGORITHM");
+    }
+
+    #[test]
+    fn the_jwt_secret_is_refused_as_a_flag_without_being_shown() {
+        let err = args_refusal(&["--jwt-secret", SECRET_32], b"");
+        assert_eq!(err.variable, "JWT_SECRET");
+        assert!(err.message.contains("environment or .env"), "{err}");
+        assert!(!err.to_string().contains(SECRET_32), "{err}");
+    }
+
+    #[test]
+    fn help_version_and_unknown_arguments_are_answered_before_dotenv_is_read() {
+        for (args, kind, code) in [
+            (&["--help"][..], clap::error::ErrorKind::DisplayHelp, 0),
+            (&["-h"][..], clap::error::ErrorKind::DisplayHelp, 0),
+            (
+                &["--version"][..],
+                clap::error::ErrorKind::DisplayVersion,
+                0,
+            ),
+            (&["--bogus"][..], clap::error::ErrorKind::UnknownArgument, 2),
+            (&["stray"][..], clap::error::ErrorKind::UnknownArgument, 2),
+            (&["--port"][..], clap::error::ErrorKind::InvalidValue, 2),
+        ] {
+            let err = command_line_error(args);
+            assert_eq!((err.kind(), err.exit_code()), (kind, code), "{args:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_flag_that_is_not_utf8_is_reported_by_name() {
+        use std::os::unix::ffi::OsStringExt;
+        let (_dir, path) = dotenv_file(b"");
+        let args = [
+            OsString::from("backnd-api"),
+            OsString::from("--host"),
+            OsString::from_vec(b"\xFF".to_vec()),
+        ];
+        match Config::from_sources(args, "", no_process_vars, &path) {
+            Err(ArgsError::Config(err)) => assert_eq!(err.variable, "HOST"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     #[test]

@@ -20,23 +20,26 @@ use harness::{exchange, read_response, start, start_with, BIN, HEALTH, SECRET};
 
 #[test]
 fn help_and_version_print_and_exit_zero() {
+    // Values in the environment, to check that --help never shows one.
     let help = Command::new(BIN)
+        .env_clear()
+        .env("JWT_SECRET", SECRET)
+        .env("DATABASE_URL", "postgresql://app:hunter2secret@db/app")
         .arg("--help")
         .output()
         .expect("run --help");
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for variable in [
-        "DATABASE_URL",
-        "JWT_SECRET",
-        "JWT_ALGORITHM",
-        "BCRYPT_COST",
-        "PORT",
-    ] {
+    for variable in backnd_api::config::VARIABLES {
         assert!(
             text.contains(variable),
             "--help should mention {variable}: {text}"
         );
+    }
+    assert!(text.contains("--port <PORT>"), "{text}");
+    assert!(text.contains("Routes: POST /auth/register"), "{text}");
+    for secret in [SECRET, "hunter2secret"] {
+        assert!(!text.contains(secret), "--help showed a secret: {text}");
     }
     let version = Command::new(BIN)
         .arg("--version")
@@ -47,6 +50,53 @@ fn help_and_version_print_and_exit_zero() {
         String::from_utf8_lossy(&version.stdout).trim(),
         format!("backnd-api {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+#[test]
+fn an_unknown_argument_stops_start_up_with_usage() {
+    for arg in ["--bogus", "stray", "--port"] {
+        let output = Command::new(BIN)
+            .env_clear()
+            .arg(arg)
+            .output()
+            .expect("run backnd-api");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{arg}: {stderr}");
+        assert!(stderr.contains(arg), "{arg}: {stderr}");
+        assert!(stderr.contains("--help"), "{arg}: {stderr}");
+    }
+}
+
+#[test]
+fn a_malformed_flag_is_refused_like_its_variable_and_wins_over_it() {
+    let output = Command::new(BIN)
+        .env_clear()
+        .env("JWT_SECRET", SECRET)
+        .env("PORT", "8000")
+        .args(["--port", "abc"])
+        .output()
+        .expect("run backnd-api");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "backnd-api: invalid PORT: 'abc' is not a port number (0-65535)\n"
+    );
+}
+
+#[test]
+fn the_jwt_secret_is_refused_as_a_flag_and_never_printed() {
+    let output = Command::new(BIN)
+        .env_clear()
+        .args(["--jwt-secret", SECRET])
+        .output()
+        .expect("run backnd-api");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("backnd-api: invalid JWT_SECRET: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "the secret was printed: {stderr}");
 }
 
 #[test]
@@ -65,11 +115,15 @@ fn a_malformed_setting_stops_start_up_naming_the_variable() {
             .output()
             .expect("run backnd-api");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            !output.status.success(),
+        assert_eq!(
+            output.status.code(),
+            Some(2),
             "{variable}={value} should stop start-up"
         );
-        assert!(stderr.contains(variable), "{variable}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("backnd-api: invalid {variable}: ")),
+            "{variable}: {stderr}"
+        );
         assert!(
             !stderr.contains("hunter2"),
             "a database password was printed: {stderr}"
