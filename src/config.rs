@@ -755,6 +755,7 @@ impl DatabaseConfig {
 
 /// Checks the part of a PostgreSQL URL after `scheme://` with the driver's own parser, and
 /// keeps it under the scheme the driver knows. The reason given never quotes the URL.
+#[cfg(feature = "postgres")]
 fn postgres_from_url(rest: &str) -> Result<DatabaseConfig, String> {
     let url = format!("postgresql://{rest}");
     let parsed: postgres::Config = url
@@ -769,6 +770,17 @@ fn postgres_from_url(rest: &str) -> Result<DatabaseConfig, String> {
     Ok(DatabaseConfig::Postgres {
         url: PostgresUrl(url),
     })
+}
+
+/// The edge build (without the `postgres` feature) refuses PostgreSQL URLs at start-up, naming
+/// the build rather than failing later on connect.
+#[cfg(not(feature = "postgres"))]
+fn postgres_from_url(_rest: &str) -> Result<DatabaseConfig, String> {
+    Err(
+        "this build has no PostgreSQL support (it was built without the `postgres` feature); \
+         use the standard build, or a sqlite:/// URL"
+            .to_owned(),
+    )
 }
 
 fn in_memory_refusal(shown: &str) -> String {

@@ -13,6 +13,10 @@ pub struct HttpRequest<'a> {
     /// The body, at most [`MAX_BODY_BYTES`] long; empty for methods without one.
     pub body: Vec<u8>,
     /// The route's path parameters, by name.
+    #[cfg_attr(
+        not(feature = "docs"),
+        allow(dead_code, reason = "read by Swagger UI's route")
+    )]
     params: Vec<(&'static str, &'a str)>,
 }
 
@@ -29,6 +33,10 @@ impl<'a> HttpRequest<'a> {
 
     /// Returns the path parameter `name` (as in `/auth/sessions/{id}`), as it appeared in the
     /// path (not percent-decoded).
+    #[cfg_attr(
+        not(feature = "docs"),
+        allow(dead_code, reason = "read by Swagger UI's route")
+    )]
     pub fn param(&self, name: &str) -> Option<&'a str> {
         self.params
             .iter()

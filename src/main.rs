@@ -7,11 +7,10 @@ use std::process::ExitCode;
 use backnd_api::config::ArgsError;
 use backnd_api::Config;
 
-/// Ends `--help`: what the service answers.
-const ROUTES: &str = "Routes: POST /auth/register, POST /auth/login, GET /auth/me, GET /health";
-
 fn main() -> ExitCode {
-    let config = match Config::from_args_and_env(std::env::args_os(), ROUTES) {
+    // `--help` ends with what the service answers, from the route table.
+    let routes = format!("Routes:\n{}", backnd_api::route_summary());
+    let config = match Config::from_args_and_env(std::env::args_os(), &routes) {
         Ok(config) => config,
         // --help and --version print to stdout and exit 0; a malformed command line exits 2.
         Err(ArgsError::CommandLine(err)) => err.exit(),
