@@ -1,7 +1,98 @@
 //! Password hashing (bcrypt, compatible with passlib's `$2b$` hashes) and access tokens (JWT).
+//!
+//! Tokens are only ever HMAC-signed (HS256/384/512), so `jsonwebtoken` runs on a crypto provider
+//! of ours that knows HMAC and nothing else, rather than its RustCrypto bundle (RSA and three
+//! elliptic curves the service never uses, about a third of the edge binary's crates).
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+/// `jsonwebtoken`'s crypto for the HMAC algorithms alone, on RustCrypto's `hmac` and `sha2`
+/// (the same code its own RustCrypto provider runs for them).
+mod hmac_only {
+    use hmac::{Hmac, Mac};
+    use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+    use jsonwebtoken::errors::{ErrorKind, Result};
+    use jsonwebtoken::signature::{self, Signer, Verifier};
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+    use sha2::{Sha256, Sha384, Sha512};
+
+    static PROVIDER: CryptoProvider = CryptoProvider {
+        signer_factory: signer,
+        verifier_factory: verifier,
+        key_utils: KeyUtils::new_unimplemented(),
+    };
+
+    /// Makes this the process's provider. Only the first call (of anyone's) installs one; a
+    /// later call changes nothing, so every `TokenKeys::new` may call it.
+    pub fn install() {
+        let _ = PROVIDER.install_default();
+    }
+
+    /// One keyed HMAC: signs and verifies with the algorithm it was made for.
+    struct Keyed<M> {
+        mac: M,
+        algorithm: Algorithm,
+    }
+
+    fn keyed<M: Mac + hmac::digest::KeyInit>(key: &[u8], algorithm: Algorithm) -> Result<Keyed<M>> {
+        let mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
+            .map_err(|_| ErrorKind::InvalidKeyFormat)?;
+        Ok(Keyed { mac, algorithm })
+    }
+
+    impl<M: Mac + Clone> Signer<Vec<u8>> for Keyed<M> {
+        fn try_sign(&self, message: &[u8]) -> std::result::Result<Vec<u8>, signature::Error> {
+            let mut mac = self.mac.clone();
+            mac.update(message);
+            Ok(mac.finalize().into_bytes().to_vec())
+        }
+    }
+
+    impl<M: Mac + Clone> Verifier<Vec<u8>> for Keyed<M> {
+        fn verify(
+            &self,
+            message: &[u8],
+            tag: &Vec<u8>,
+        ) -> std::result::Result<(), signature::Error> {
+            let mut mac = self.mac.clone();
+            mac.update(message);
+            // Constant time: a forger learns nothing from how long a wrong tag took.
+            mac.verify_slice(tag).map_err(signature::Error::from_source)
+        }
+    }
+
+    impl<M: Mac + Clone> JwtSigner for Keyed<M> {
+        fn algorithm(&self) -> Algorithm {
+            self.algorithm
+        }
+    }
+
+    impl<M: Mac + Clone> JwtVerifier for Keyed<M> {
+        fn algorithm(&self) -> Algorithm {
+            self.algorithm
+        }
+    }
+
+    fn signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
+        Ok(match algorithm {
+            Algorithm::HS256 => Box::new(keyed::<Hmac<Sha256>>(key.as_bytes(), *algorithm)?),
+            Algorithm::HS384 => Box::new(keyed::<Hmac<Sha384>>(key.as_bytes(), *algorithm)?),
+            Algorithm::HS512 => Box::new(keyed::<Hmac<Sha512>>(key.as_bytes(), *algorithm)?),
+            _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+        })
+    }
+
+    fn verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
+        let key = key.try_get_as_bytes()?;
+        Ok(match algorithm {
+            Algorithm::HS256 => Box::new(keyed::<Hmac<Sha256>>(key, *algorithm)?),
+            Algorithm::HS384 => Box::new(keyed::<Hmac<Sha384>>(key, *algorithm)?),
+            Algorithm::HS512 => Box::new(keyed::<Hmac<Sha512>>(key, *algorithm)?),
+            _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+        })
+    }
+}
 
 /// Hashes a password that validation has already limited to 72 bytes (bcrypt's limit), so
 /// nothing is truncated.
@@ -58,6 +149,7 @@ pub struct TokenKeys {
 impl TokenKeys {
     /// Builds the keys from the configured secret, algorithm (HS256/384/512) and lifetime.
     pub fn new(secret: &[u8], algorithm: Algorithm, lifetime_minutes: u32) -> TokenKeys {
+        hmac_only::install();
         // Only the configured algorithm is accepted, so a token cannot pick its own (`none`,
         // or a public-key algorithm keyed with our secret). Expiry is required and checked
         // with no leeway, as python-jose did.
