@@ -1,6 +1,6 @@
 # The commands README.md shows. `make test` is what CI runs (through .ci/run).
 SHELL := /bin/bash
-.PHONY: run test test-sqlite test-postgres test-contract test-browser bench lint fmt release
+.PHONY: run test test-sqlite test-postgres test-edge test-contract test-browser bench lint fmt release edge
 
 # The PostgreSQL suite uses TEST_POSTGRES_URL, or this when a server answers on the default port.
 DEFAULT_TEST_POSTGRES_URL := postgresql://postgres@127.0.0.1:5432/test
@@ -12,13 +12,30 @@ run:
 # contract test of /openapi.json, and the browser test of /docs. One failing suite does not stop
 # the others, so a run reports everything that is wrong; it still fails at the end.
 test:
-	@$(MAKE) --no-print-directory --keep-going test-sqlite test-postgres test-contract test-browser
+	@$(MAKE) --no-print-directory --keep-going test-sqlite test-postgres test-edge test-contract test-browser
 
 # The vendored tiny_http is outside the workspace (its upstream code is not held to our lints),
 # so its own unit tests, the HTTP parser's rule-by-rule checks, are run by path.
 test-sqlite:
 	cargo test
 	cargo test --manifest-path vendor/tiny_http/Cargo.toml --target-dir target/tiny_http --lib
+
+# The edge build (README "An edge build"): SQLite only, no tokio, no Swagger UI. Its binary
+# must stay within EDGE_MAX_BYTES (4 MiB) and free of tokio, and the unit tests and the SQLite
+# API suite run again on its code.
+EDGE_MAX_BYTES := 4194304
+test-edge: edge
+	@size=$$(stat -c %s target/edge/edge/backnd-api); \
+	echo "edge binary: $$size bytes (at most $(EDGE_MAX_BYTES))"; \
+	test "$$size" -le $(EDGE_MAX_BYTES)
+	@if cargo tree --no-default-features -e normal --prefix none | grep -q "^tokio "; then \
+		echo "the edge build depends on tokio"; exit 1; \
+	fi
+	cargo test --no-default-features --lib --test api
+
+# The edge binary alone, in a target directory of its own so it never replaces the standard one.
+edge:
+	cargo build --profile edge --no-default-features --target-dir target/edge
 
 test-postgres:
 	@url="$${TEST_POSTGRES_URL:-}"; \
@@ -56,6 +73,7 @@ bench:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --no-default-features -- -D warnings
 
 fmt:
 	cargo fmt --all

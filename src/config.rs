@@ -1049,6 +1049,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "postgres")]
     fn postgres_url(url: &str) -> PostgresUrl {
         match DatabaseConfig::from_url(url) {
             Ok(DatabaseConfig::Postgres { url }) => url,
@@ -1353,6 +1354,16 @@ mod tests {
         }
     }
 
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_build_without_postgresql_refuses_its_urls_by_name_without_the_password() {
+        let err = database_refusal("postgresql+asyncpg://app:hunter2@db:5432/users");
+        assert!(err.contains("without the `postgres` feature"), "{err}");
+        assert!(err.contains("'postgresql+asyncpg://app:***@db:5432/users'"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[cfg(feature = "postgres")]
     #[test]
     fn postgresql_urls_in_every_sqlalchemy_spelling_select_postgresql() {
         for (url, expected) in [
@@ -1375,12 +1386,14 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn a_postgresql_url_without_a_host_or_database_is_refused() {
         assert!(database_refusal("postgresql://app@/app").contains("no host"));
         assert!(database_refusal("postgresql://app@db").contains("no database"));
     }
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn a_postgresql_password_never_shows_in_debug_or_display() {
         let url = postgres_url("postgresql://app:hunter2secret@db:5432/app");

@@ -39,7 +39,12 @@ fn help_and_version_print_and_exit_zero() {
     assert!(text.contains("--port <PORT>"), "{text}");
     // The route list comes from the route table: every route, one per line.
     assert!(text.contains("Routes:\n  POST /auth/register\n"), "{text}");
-    for route in ["POST /auth/login", "GET /auth/me", "GET /health", "GET /openapi.json"] {
+    for route in [
+        "POST /auth/login",
+        "GET /auth/me",
+        "GET /health",
+        "GET /openapi.json",
+    ] {
         assert!(text.contains(&format!("  {route}\n")), "{route}: {text}");
     }
     for secret in [SECRET, "hunter2secret"] {
