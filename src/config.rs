@@ -107,7 +107,7 @@ pub struct Config {
     pub hash_queue_timeout: Duration,
     /// Connections open at once (`MAX_CONNECTIONS`); past it a new one gets 503 and is closed.
     /// `None` derives it from the open-file limit when the server starts
-    /// ([`default_max_connections`]).
+    /// (`config::default_max_connections`).
     pub max_connections: Option<usize>,
     /// Connections one client (an IPv4 address or an IPv6 /64) may hold at once
     /// (`MAX_CONNECTIONS_PER_CLIENT`); past it its new ones get 503. `None`: half of
@@ -839,7 +839,7 @@ impl JwtSecret {
 /// are not URLs at all come back unchanged unless they look like `user:secret@host`.
 ///
 /// ```
-/// use backnd_api::config::redact_url;
+/// use backnd_api::redact_url;
 ///
 /// assert_eq!(
 ///     redact_url("postgresql://app:hunter2@db.internal:5432/users"),
@@ -1359,7 +1359,10 @@ mod tests {
     fn a_build_without_postgresql_refuses_its_urls_by_name_without_the_password() {
         let err = database_refusal("postgresql+asyncpg://app:hunter2@db:5432/users");
         assert!(err.contains("without the `postgres` feature"), "{err}");
-        assert!(err.contains("'postgresql+asyncpg://app:***@db:5432/users'"), "{err}");
+        assert!(
+            err.contains("'postgresql+asyncpg://app:***@db:5432/users'"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"), "{err}");
     }
 

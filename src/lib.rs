@@ -6,7 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
-pub mod config;
+mod config;
 mod db;
 mod error;
 mod fields;
@@ -18,7 +18,7 @@ mod security;
 mod server;
 mod state;
 
-pub use config::{Config, DatabaseConfig};
+pub use config::{redact_url, ArgsError, Config, DatabaseConfig, VARIABLES};
 pub use db::{Db, NewUserRow, PoolOptions};
 pub use routes::summary as route_summary;
 pub use security::{hash_password, verify_password, TokenKeys};

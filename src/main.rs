@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use backnd_api::config::ArgsError;
+use backnd_api::ArgsError;
 use backnd_api::Config;
 
 fn main() -> ExitCode {

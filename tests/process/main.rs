@@ -30,7 +30,7 @@ fn help_and_version_print_and_exit_zero() {
         .expect("run --help");
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for variable in backnd_api::config::VARIABLES {
+    for variable in backnd_api::VARIABLES {
         assert!(
             text.contains(variable),
             "--help should mention {variable}: {text}"
