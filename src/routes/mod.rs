@@ -158,9 +158,13 @@ pub struct Matched<'a> {
 /// Finds the route for `method` and `path`: 404 for an unknown path, 405 (with `Allow`) for a
 /// known path and another method. `HEAD` is answered by the `GET` route.
 pub fn find<'a>(method: &str, path: &'a str) -> Result<Matched<'a>> {
+    find_in(ROUTES, method, path)
+}
+
+fn find_in<'a>(routes: &'static [Route], method: &str, path: &'a str) -> Result<Matched<'a>> {
     let wanted = if method == "HEAD" { "GET" } else { method };
     let mut path_known = false;
-    for route in ROUTES {
+    for route in routes {
         if let Some(params) = match_path(route.path, path) {
             if route.method.as_str() == wanted {
                 return Ok(Matched { route, params });
@@ -172,14 +176,14 @@ pub fn find<'a>(method: &str, path: &'a str) -> Result<Matched<'a>> {
         return Err(ApiError::NotFound);
     }
     Err(ApiError::MethodNotAllowed {
-        allow: allowed_methods(path),
+        allow: allowed_methods(routes, path),
     })
 }
 
 /// The `Allow` header for a path: its routes' methods in table order, `HEAD` after `GET`.
-fn allowed_methods(path: &str) -> String {
+fn allowed_methods(routes: &[Route], path: &str) -> String {
     let mut methods: Vec<&str> = Vec::new();
-    for route in ROUTES.iter().filter(|r| match_path(r.path, path).is_some()) {
+    for route in routes.iter().filter(|r| match_path(r.path, path).is_some()) {
         methods.push(route.method.as_str());
         if route.method == Method::Get {
             methods.push("HEAD");
@@ -287,15 +291,60 @@ mod tests {
         assert!(match_path(pattern, "/docs").is_none());
     }
 
+    fn answer(_: &AppState, _: &HttpRequest<'_>) -> Result<Reply> {
+        Err(ApiError::NotFound)
+    }
+
+    /// A table of its own, so these tests hold whatever routes the service gains.
+    static TABLE: &[Route] = &[
+        route(Get, "/things/{id}", answer, None),
+        route(Method::Patch, "/things/{id}", answer, None),
+        route(Method::Delete, "/things/{id}", answer, None),
+        route(Post, "/things", answer, None),
+    ];
+
     #[test]
-    fn allow_lists_the_path_methods_with_head_after_get() {
-        assert_eq!(allowed_methods("/auth/me"), "GET, HEAD");
-        assert_eq!(allowed_methods("/auth/login"), "POST");
-        let Err(ApiError::MethodNotAllowed { allow }) = find("DELETE", "/health") else {
-            panic!("DELETE /health is a 405");
+    fn allow_lists_the_path_methods_in_table_order_with_head_after_get() {
+        assert_eq!(
+            allowed_methods(TABLE, "/things/7"),
+            "GET, HEAD, PATCH, DELETE"
+        );
+        assert_eq!(allowed_methods(TABLE, "/things"), "POST");
+        let Err(ApiError::MethodNotAllowed { allow }) = find_in(TABLE, "PUT", "/things/7") else {
+            panic!("PUT /things/7 is a 405");
         };
-        assert_eq!(allow, "GET, HEAD");
-        assert!(matches!(find("GET", "/nowhere"), Err(ApiError::NotFound)));
-        assert!(find("HEAD", "/health").is_ok());
+        assert_eq!(allow, "GET, HEAD, PATCH, DELETE");
+    }
+
+    #[test]
+    fn head_is_answered_by_get_and_an_unknown_path_is_404() {
+        let matched = find_in(TABLE, "HEAD", "/things/7").expect("HEAD takes the GET route");
+        assert_eq!(matched.route.method, Get);
+        assert_eq!(matched.params, vec![("id", "7")]);
+        assert!(matches!(
+            find_in(TABLE, "GET", "/nowhere"),
+            Err(ApiError::NotFound)
+        ));
+        assert!(find_in(TABLE, "DELETE", "/things/7").is_ok());
+        assert!(find_in(TABLE, "HEAD", "/things").is_err());
+    }
+
+    #[test]
+    fn only_get_and_head_requests_skip_the_body() {
+        assert!(!Get.takes_body());
+        for method in [Post, Method::Put, Method::Patch, Method::Delete] {
+            assert!(method.takes_body(), "{method:?}");
+        }
+    }
+
+    #[test]
+    fn every_documented_route_of_the_service_is_in_the_document() {
+        let mut openapi = utoipa::openapi::OpenApi::default();
+        document(&mut openapi);
+        for route in ROUTES.iter().filter(|r| r.doc.is_some()) {
+            let item = openapi.paths.get_path_item(route.path);
+            assert!(item.is_some(), "{} {}", route.method.as_str(), route.path);
+        }
+        assert!(openapi.paths.get_path_item("/docs").is_none());
     }
 }
