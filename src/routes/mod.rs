@@ -117,31 +117,17 @@ where
 use Method::{Get, Post};
 
 /// Every route, in the order the OpenAPI document and `--help` list them.
+#[rustfmt::skip] // a table reads best with one route to a line
 pub static ROUTES: &[Route] = &[
-    route(
-        Post,
-        "/auth/register",
-        auth::register,
-        Some(doc::<auth::__path_register>),
-    ),
-    route(
-        Post,
-        "/auth/login",
-        auth::login,
-        Some(doc::<auth::__path_login>),
-    ),
-    route(Get, "/auth/me", auth::me, Some(doc::<auth::__path_me>)),
-    route(
-        Get,
-        "/health",
-        health::health,
-        Some(doc::<health::__path_health>),
-    ),
-    route(Get, "/openapi.json", docs::openapi_json, None),
+    route(Post, "/auth/register", auth::register, Some(doc::<auth::__path_register>)),
+    route(Post, "/auth/login",    auth::login,    Some(doc::<auth::__path_login>)),
+    route(Get,  "/auth/me",       auth::me,       Some(doc::<auth::__path_me>)),
+    route(Get,  "/health",        health::health, Some(doc::<health::__path_health>)),
+    route(Get,  "/openapi.json",  docs::openapi_json, None),
     #[cfg(feature = "docs")]
-    route(Get, "/docs", docs::docs_redirect, None),
+    route(Get,  "/docs",          docs::docs_redirect, None),
     #[cfg(feature = "docs")]
-    route(Get, "/docs/{*file}", docs::swagger_ui, None),
+    route(Get,  "/docs/{*file}",  docs::swagger_ui, None),
 ];
 
 /// Path parameters by name, as matched.
