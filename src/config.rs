@@ -21,6 +21,8 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use jsonwebtoken::Algorithm;
 
+use crate::cors::CorsOrigins;
+
 /// Which database the service stores users in, parsed from `DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseConfig {
@@ -125,6 +127,9 @@ pub struct Config {
     /// How long writing a whole response may take (`WRITE_TIMEOUT`, seconds); a client that
     /// does not read it in time is dropped.
     pub write_timeout: Duration,
+    /// Which web pages on other origins may call the API from a browser (`CORS_ORIGINS`):
+    /// none by default.
+    pub cors_origins: CorsOrigins,
 }
 
 /// A configuration value that stops start-up.
@@ -169,7 +174,7 @@ impl From<ConfigError> for ArgsError {
 
 /// Every variable the service reads, in the order they are checked: the fields of
 /// `Settings`, in order (a unit test holds the two together).
-pub const VARIABLES: [&str; 20] = [
+pub const VARIABLES: [&str; 21] = [
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT",
@@ -189,6 +194,7 @@ pub const VARIABLES: [&str; 20] = [
     "HEADER_TIMEOUT",
     "BODY_TIMEOUT",
     "WRITE_TIMEOUT",
+    "CORS_ORIGINS",
     "RUST_LOG",
 ];
 
@@ -341,6 +347,12 @@ struct Settings {
     #[arg(long, env = "WRITE_TIMEOUT", default_value_t = 10,
           value_parser = whole::<u64>(1, 3600, "a whole number of seconds"))]
     write_timeout: u64,
+
+    /// Origins whose web pages may call the API from a browser: none by default, else a
+    /// comma-separated list such as https://app.example.com,http://localhost:3000, or * for
+    /// any (tokens are bearer headers, never cookies)
+    #[arg(long, env = "CORS_ORIGINS", value_parser = setting(CorsOrigins::parse))]
+    cors_origins: Option<CorsOrigins>,
 
     /// Log filter: by default info (e.g. warn, debug, access=off); passed through as it is
     #[arg(long, env = "RUST_LOG")]
@@ -497,6 +509,7 @@ impl Config {
             header_timeout: Duration::from_secs(settings.header_timeout),
             body_timeout: Duration::from_secs(settings.body_timeout),
             write_timeout: Duration::from_secs(settings.write_timeout),
+            cors_origins: settings.cors_origins.unwrap_or_default(),
         })
     }
 }
@@ -1007,7 +1020,7 @@ fn describe_malformed_line(path: &Path, content: &[u8], line: &str, index: usize
 }
 
 /// Quotes a value for a message, escaping control characters so they can't garble a terminal.
-fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     const MAX_SHOWN: usize = 200;
     let shown: String = value.chars().take(MAX_SHOWN).collect();
     let ellipsis = if shown.len() < value.len() { "…" } else { "" };
@@ -1100,6 +1113,33 @@ mod tests {
         assert_eq!(config.header_timeout, std::time::Duration::from_secs(10));
         assert_eq!(config.body_timeout, std::time::Duration::from_secs(10));
         assert_eq!(config.write_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(config.cors_origins, CorsOrigins::None);
+    }
+
+    #[test]
+    fn cors_origins_are_read_and_a_bad_one_is_refused_by_name() {
+        let set = config(&[(
+            "CORS_ORIGINS",
+            "https://app.example.com, http://localhost:3000",
+        )]);
+        assert_eq!(
+            set.unwrap().cors_origins,
+            CorsOrigins::List(vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:3000".to_owned()
+            ])
+        );
+        assert_eq!(
+            config(&[("CORS_ORIGINS", "*")]).unwrap().cors_origins,
+            CorsOrigins::Any
+        );
+        let err = refusal(&[("CORS_ORIGINS", "https://app.example.com/")]);
+        assert_eq!(err.variable, "CORS_ORIGINS");
+        assert!(
+            err.to_string()
+                .starts_with("invalid CORS_ORIGINS: 'https://app.example.com/' is not an origin"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod body;
 mod config;
+mod cors;
 mod db;
 mod error;
 mod fields;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, DatabaseConfig};
+use crate::cors::{Cors, CorsOrigins};
 use crate::db::{Db, DbError, PoolOptions};
 use crate::error::{ApiError, Result};
 use crate::hashing::HashPool;
@@ -78,6 +79,8 @@ struct Shared {
     handling: Permits,
     /// Where requests that need bcrypt are handed over.
     hashing: HashPool,
+    /// Which origins' pages may call the API (`CORS_ORIGINS`).
+    cors: CorsOrigins,
 }
 
 /// A counting semaphore: how many requests may be handled at once. Connections are many and
@@ -155,6 +158,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         state,
         handling: Permits::new(workers),
         hashing,
+        cors: config.cors_origins.clone(),
     });
     let server = Server {
         addr,
@@ -306,19 +310,25 @@ fn wait_until(done: impl Fn() -> bool, at_most: Duration) {
     }
 }
 
-/// Routes one request and answers it, or hands it to the hashing pool.
+/// Routes one request and answers it, or hands it to the hashing pool. A CORS preflight is
+/// answered before routing; every answer gets the CORS headers the request's origin allows.
 fn handle(shared: &Shared, mut request: tiny_http::Request) {
     let log = AccessLog {
         method: request.method().as_str().to_owned(),
         path: http::path_of(&request).to_owned(),
         started: Instant::now(),
     };
-    match dispatch(&shared.state, &mut request, &log) {
-        Ok(Reply::Now(response)) => respond(request, response, &log),
-        Err(err) => respond(request, err.into_response(), &log),
-        Ok(Reply::Deferred(work)) => shared
-            .hashing
-            .submit(work, move |response| respond(request, response, &log)),
+    let cors = Cors::for_request(&shared.cors, &request, &log.method, &log.path);
+    let reply = match cors.preflight() {
+        Some(preflight) => Ok(Reply::Now(preflight)),
+        None => dispatch(&shared.state, &mut request, &log),
+    };
+    match reply {
+        Ok(Reply::Now(response)) => respond(request, cors.apply(response), &log),
+        Err(err) => respond(request, cors.apply(err.into_response()), &log),
+        Ok(Reply::Deferred(work)) => shared.hashing.submit(work, move |response| {
+            respond(request, cors.apply(response), &log)
+        }),
     }
 }
 

@@ -166,6 +166,13 @@ fn find_in<'a>(routes: &'static [Route], method: &str, path: &'a str) -> Result<
     })
 }
 
+/// The methods `path` answers, as [`find`]'s `Allow` header lists them; `None` for a path no
+/// route has. A CORS preflight's `Access-Control-Allow-Methods` comes from here.
+pub fn methods_of(path: &str) -> Option<String> {
+    let methods = allowed_methods(ROUTES, path);
+    (!methods.is_empty()).then_some(methods)
+}
+
 /// The `Allow` header for a path: its routes' methods in table order, `HEAD` after `GET`.
 fn allowed_methods(routes: &[Route], path: &str) -> String {
     let mut methods: Vec<&str> = Vec::new();
@@ -300,6 +307,12 @@ mod tests {
             panic!("PUT /things/7 is a 405");
         };
         assert_eq!(allow, "GET, HEAD, PATCH, DELETE");
+    }
+
+    #[test]
+    fn methods_of_a_path_are_its_allow_header_and_none_for_an_unknown_one() {
+        assert_eq!(methods_of("/health").as_deref(), Some("GET, HEAD"));
+        assert_eq!(methods_of("/nowhere"), None);
     }
 
     #[test]
