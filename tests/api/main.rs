@@ -6,6 +6,7 @@ mod testdb;
 
 mod concurrency;
 mod constraints;
+mod cors;
 mod docs;
 mod errors;
 mod fixture;
