@@ -54,14 +54,19 @@ test-postgres:
 test-contract:
 	tests/contract/run.sh
 
-# Swagger UI at /docs in headless Chromium (tests/browser/README.md). Says it is SKIPPED when
-# /usr/bin/chromium is missing, unless REQUIRE_BROWSER=1 (CI), which makes that a failure.
+# Swagger UI at /docs, and CORS from pages on other origins, in headless Chromium
+# (tests/browser/README.md). Each says it is SKIPPED when /usr/bin/chromium is missing, unless
+# REQUIRE_BROWSER=1 (CI), which makes that a failure. Both run even when the first fails; each
+# ends with its own "browser: N passed, M failed" line, which .ci/run adds up.
 test-browser:
 	@if [ -x "$${CHROMIUM_PATH:-/usr/bin/chromium}" ] && \
 	   [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then \
 		(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund); \
 	fi
-	@node tests/browser/docs.test.mjs
+	@status=0; \
+	node tests/browser/docs.test.mjs || status=1; \
+	node tests/browser/cors.test.mjs || status=1; \
+	exit $$status
 
 # Speed and footprint (README "Performance"): criterion micro-benchmarks, then the release
 # binary under wrk, one scenario at a time, with each target printed beside its figure.
