@@ -205,9 +205,7 @@ impl TokenKeys {
 /// header's own JSON is looked at: the key's presence decides, whatever its value.
 fn names_critical_parameters(token: &str) -> bool {
     use base64::Engine as _;
-    let Some(encoded) = token.split('.').next() else {
-        return true;
-    };
+    let encoded = token.split('.').next().unwrap_or_default();
     let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
         return true;
     };
@@ -259,7 +257,10 @@ mod tests {
     fn a_token_is_refused_until_its_nbf_with_no_leeway() {
         let keys = TokenKeys::new(&[7; 32], Algorithm::HS256, 5);
         let now = chrono::Utc::now().timestamp();
-        let claims = |nbf: serde_json::Value| serde_json::json!({ "sub": "42", "iat": now, "exp": now + 300, "nbf": nbf });
+        let claims = |nbf: serde_json::Value| {
+            let exp = now + 300;
+            serde_json::json!({ "sub": "42", "iat": now, "exp": exp, "nbf": nbf })
+        };
         let header = || Header::new(Algorithm::HS256);
         assert_eq!(
             keys.verify(&signed(&keys, header(), claims((now - 5).into()))),

@@ -49,12 +49,10 @@ impl Answer {
 /// Reads the first answer's head out of what a connection received.
 fn first_answer(received: &Received, case: &str) -> Answer {
     let text = received.text();
-    let head = text
-        .split("\r\n\r\n")
-        .next()
-        .filter(|_| text.contains("\r\n\r\n"))
-        .unwrap_or_else(|| panic!("{case}: no complete answer in {text:?}"))
-        .to_owned();
+    let (head, _) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{case}: no complete answer in {text:?}"));
+    let head = head.to_owned();
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -231,13 +229,15 @@ fn the_front_doors_own_answers_say_nosniff_and_name_no_server() {
         ("a 9,000-byte target", long_target.as_bytes(), 414),
         (
             "Expect: 200-ok",
-            b"POST /auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 200-ok\r\n\r\n{}",
+            b"POST /auth/login HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\
+              Expect: 200-ok\r\n\r\n{}",
             417,
         ),
         ("101 headers", big_head.as_bytes(), 431),
         (
             "gzip before chunked",
-            b"POST /auth/login HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            b"POST /auth/login HTTP/1.1\r\nHost: t\r\n\
+              Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
             501,
         ),
         ("HTTP/2.0", b"GET / HTTP/2.0\r\n", 505),
