@@ -66,6 +66,21 @@ pub(crate) fn path_of(request: &tiny_http::Request) -> &str {
     url.split_once('?').map_or(url, |(path, _)| path)
 }
 
+/// Headers every response of the service carries unless it sets its own (tiny_http adds
+/// `X-Content-Type-Options: nosniff` to every response, its own refusals included):
+///
+/// - `Cache-Control: no-store`: tokens and users must never be kept by a browser or a proxy, and
+///   a response that forgot to say so would be; so nothing is stored unless a response opts in,
+///   as Swagger UI's files do.
+/// - `Content-Security-Policy: frame-ancestors 'none'`, with `X-Frame-Options: DENY` for
+///   browsers that predate it: no page of ours may be framed by another site, which could
+///   otherwise dress `/docs` up and trick a user into clicking in it (clickjacking).
+const COMMON_HEADERS: [(&str, &str); 3] = [
+    ("Cache-Control", "no-store"),
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+    ("X-Frame-Options", "DENY"),
+];
+
 /// A response about to be written: status, body and extra headers.
 #[derive(Debug)]
 pub struct ApiResponse {
@@ -103,7 +118,7 @@ impl ApiResponse {
         }
     }
 
-    /// Converts into tiny_http's response type.
+    /// Converts into tiny_http's response type, adding the [`COMMON_HEADERS`] it does not set.
     pub(crate) fn into_tiny(self) -> tiny_http::Response<std::io::Cursor<Cow<'static, [u8]>>> {
         let length = self.body.len();
         let mut response = tiny_http::Response::new(
@@ -113,13 +128,20 @@ impl ApiResponse {
             Some(length),
             None,
         );
+        let own = |name: &str| {
+            self.headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
+        let common = COMMON_HEADERS.into_iter().filter(|(name, _)| !own(name));
         let headers = [("Content-Type", self.content_type.as_str())]
             .into_iter()
             .chain(
                 self.headers
                     .iter()
                     .map(|(name, value)| (*name, value.as_str())),
-            );
+            )
+            .chain(common);
         for (name, value) in headers {
             // Names and values are ours and ASCII; one that is not is a bug, dropped not sent.
             match tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {

@@ -152,10 +152,13 @@ impl TokenKeys {
         hmac_only::install();
         // Only the configured algorithm is accepted, so a token cannot pick its own (`none`,
         // or a public-key algorithm keyed with our secret). Expiry is required and checked
-        // with no leeway, as python-jose did.
+        // with no leeway, as python-jose did; `nbf` (not before) is honoured when present, with
+        // no leeway either: the tokens we issue carry none, so only a forged or foreign token
+        // would, and it is not valid yet.
         let mut validation = Validation::new(algorithm);
         validation.leeway = 0;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         TokenKeys {
             encoding: EncodingKey::from_secret(secret),
@@ -183,11 +186,31 @@ impl TokenKeys {
     }
 
     /// Returns the user id a valid token was issued for, or `None` for any token that is
-    /// malformed, tampered with, signed otherwise, expired, or lacks `exp` or a numeric `sub`.
+    /// malformed, tampered with, signed otherwise, expired, not valid yet (`nbf`), marked with
+    /// `crit` header parameters, or lacks `exp` or a numeric `sub`.
     pub fn verify(&self, token: &str) -> Option<i64> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
+        if names_critical_parameters(token) {
+            return None;
+        }
         data.claims.sub.parse().ok()
     }
+}
+
+/// Whether a token's header has a `crit` parameter, in any form, or cannot be read.
+///
+/// `crit` lists extensions the recipient must understand or refuse the token (RFC 7515
+/// section 4.1.11). We understand none, so any `crit` is a refusal. `jsonwebtoken` parses
+/// `crit` but leaves the check to us, and reads `"crit": null` as no `crit` at all, so the
+/// header's own JSON is looked at: the key's presence decides, whatever its value.
+fn names_critical_parameters(token: &str) -> bool {
+    use base64::Engine as _;
+    let encoded = token.split('.').next().unwrap_or_default();
+    let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
+        return true;
+    };
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&json)
+        .map_or(true, |header| header.contains_key("crit"))
 }
 
 #[cfg(test)]
@@ -224,5 +247,67 @@ mod tests {
         assert_eq!(other.verify(&token), None);
         let other_alg = TokenKeys::new(&[7; 32], Algorithm::HS512, 5);
         assert_eq!(other_alg.verify(&token), None);
+    }
+
+    fn signed(keys: &TokenKeys, header: Header, claims: serde_json::Value) -> String {
+        encode(&header, &claims, &keys.encoding).expect("encode")
+    }
+
+    #[test]
+    fn a_token_is_refused_until_its_nbf_with_no_leeway() {
+        let keys = TokenKeys::new(&[7; 32], Algorithm::HS256, 5);
+        let now = chrono::Utc::now().timestamp();
+        let claims = |nbf: serde_json::Value| {
+            let exp = now + 300;
+            serde_json::json!({ "sub": "42", "iat": now, "exp": exp, "nbf": nbf })
+        };
+        let header = || Header::new(Algorithm::HS256);
+        assert_eq!(
+            keys.verify(&signed(&keys, header(), claims((now - 5).into()))),
+            Some(42)
+        );
+        assert_eq!(
+            keys.verify(&signed(&keys, header(), claims((now + 2).into()))),
+            None
+        );
+        assert_eq!(
+            keys.verify(&signed(&keys, header(), claims("soon".into()))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_token_with_crit_is_refused_whatever_it_lists() {
+        let keys = TokenKeys::new(&[7; 32], Algorithm::HS256, 5);
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({ "sub": "42", "iat": now, "exp": now + 300 });
+        for crit in [vec!["exp".to_owned()], vec!["b64".to_owned()], vec![]] {
+            let mut header = Header::new(Algorithm::HS256);
+            header.crit = Some(crit);
+            assert_eq!(keys.verify(&signed(&keys, header, claims.clone())), None);
+        }
+    }
+
+    #[test]
+    fn crit_is_found_in_the_header_json_in_any_form() {
+        use base64::Engine as _;
+        let token = |header: &str| {
+            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header);
+            format!("{encoded}.e30.sig")
+        };
+        assert!(!names_critical_parameters(&token(
+            r#"{"alg":"HS256","typ":"JWT"}"#
+        )));
+        for header in [
+            r#"{"alg":"HS256","crit":["exp"]}"#,
+            r#"{"alg":"HS256","crit":null}"#,
+            r#"{"alg":"HS256","crit":"exp"}"#,
+            r#"{"alg":"HS256","cr\u0069t":[]}"#,
+            r#"{"crit":null,"alg":"HS256","crit":null}"#,
+            r#"not json"#,
+        ] {
+            assert!(names_critical_parameters(&token(header)), "{header}");
+        }
+        assert!(names_critical_parameters("!!!.e30.sig"));
     }
 }

@@ -313,7 +313,7 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 200, description = "The user the token was issued for.", body = UserResponse),
-        (status = 401, description = "No token, or one that is malformed, tampered with, expired, signed otherwise, or whose user is gone.", body = ErrorResponse,
+        (status = 401, description = "No token, or one that is malformed, tampered with, expired, not valid yet, signed otherwise, marked `crit`, or whose user is gone.", body = ErrorResponse,
             headers(("WWW-Authenticate" = String, description = "Always `Bearer`")),
             example = json!({"detail": "Could not validate credentials"})),
         (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,

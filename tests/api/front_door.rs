@@ -57,6 +57,15 @@ fn assert_refused_and_closed(received: &Received, status: u16, case: &str) -> Ra
         Some("close"),
         "{case}"
     );
+    // As every answer: see tests/api/headers.rs.
+    assert_eq!(
+        response
+            .headers
+            .get("x-content-type-options")
+            .map(String::as_str),
+        Some("nosniff"),
+        "{case}"
+    );
     assert!(
         response.json()["detail"].is_string(),
         "{case}: {:?}",

@@ -354,6 +354,17 @@ pub fn jwt_by_hand(header: &Value, payload: &Value, signature: &str) -> String {
     )
 }
 
+/// Builds a token by hand from any header and payload, signed with HS256 and `secret` as any
+/// holder of the secret could: for headers `jsonwebtoken` would not write (`"crit": null`).
+pub fn sign_by_hand(header: &Value, payload: &Value, secret: &[u8]) -> String {
+    use hmac::Mac;
+    let unsigned = jwt_by_hand(header, payload, "");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(unsigned.trim_end_matches('.').as_bytes());
+    let signature = base64url_encode(&mac.finalize().into_bytes());
+    format!("{unsigned}{signature}")
+}
+
 /// Signs `claims` with `secret` and `algorithm`, as any holder of the secret could.
 pub fn forge_token(claims: &Value, algorithm: jsonwebtoken::Algorithm, secret: &[u8]) -> String {
     jsonwebtoken::encode(

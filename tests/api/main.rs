@@ -12,6 +12,7 @@ mod errors;
 mod fixture;
 mod front_door;
 mod hashing;
+mod headers;
 mod health;
 mod instances;
 mod login;

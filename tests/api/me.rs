@@ -2,11 +2,11 @@
 //! every kind of token that is not one.
 
 use jsonwebtoken::Algorithm;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_unauthorized, forge_token, fresh_claims, jwt_by_hand, jwt_parts, spawn_app,
-    spawn_app_with, unix_now, TEST_SECRET,
+    assert_unauthorized, forge_token, fresh_claims, jwt_by_hand, jwt_parts, sign_by_hand,
+    spawn_app, spawn_app_with, unix_now, TEST_SECRET,
 };
 
 const INVALID: &str = "Could not validate credentials";
@@ -136,6 +136,56 @@ fn an_expired_token_gets_401() {
     let claims = json!({ "sub": "1", "iat": now - 3660, "exp": now - 60 });
     let token = forge_token(&claims, Algorithm::HS256, TEST_SECRET.as_bytes());
     assert_unauthorized(&app.me(&token), INVALID);
+}
+
+#[test]
+fn a_token_not_valid_yet_gets_401_and_one_whose_nbf_has_passed_is_accepted() {
+    let app = spawn_app();
+    let user = app.register_user("ada@example.com", "correct horse");
+    let now = unix_now();
+    let with_nbf = |nbf: Value| json!({ "sub": "1", "iat": now, "exp": now + 3600, "nbf": nbf });
+    let sign = |claims: &Value| forge_token(claims, Algorithm::HS256, TEST_SECRET.as_bytes());
+    // No leeway, as for `exp`: even two seconds ahead is not valid yet.
+    for nbf in [
+        json!(now + 2),
+        json!(now + 3600),
+        json!(i64::MAX),
+        json!("tomorrow"),
+    ] {
+        assert_unauthorized(&app.me(&sign(&with_nbf(nbf))), INVALID);
+    }
+    for nbf in [json!(now - 60), json!(now - 1)] {
+        let response = app.me(&sign(&with_nbf(nbf)));
+        assert_eq!(response.status, 200, "{}", response.text);
+        assert_eq!(response.json, user);
+    }
+}
+
+#[test]
+fn a_token_with_a_crit_header_gets_401_however_well_signed() {
+    let app = spawn_app();
+    app.register_user("ada@example.com", "correct horse");
+    let secret = TEST_SECRET.as_bytes();
+    let plain = json!({ "alg": "HS256", "typ": "JWT" });
+    let response = app.me(&sign_by_hand(&plain, &fresh_claims("1"), secret));
+    assert_eq!(
+        response.status, 200,
+        "control: the hand signing is sound: {}",
+        response.text
+    );
+    // We understand no extension, so every `crit` is one we do not understand (RFC 7515
+    // section 4.1.11), even one naming a registered claim, and a malformed one too.
+    for crit in [
+        json!(["exp"]),
+        json!(["b64"]),
+        json!([]),
+        json!(null),
+        json!("exp"),
+    ] {
+        let header = json!({ "alg": "HS256", "typ": "JWT", "crit": crit, "b64": false });
+        let token = sign_by_hand(&header, &fresh_claims("1"), secret);
+        assert_unauthorized(&app.me(&token), INVALID);
+    }
 }
 
 #[test]

@@ -6,7 +6,8 @@
 // playwright-core: opens /docs, authorizes through the OAuth2 password flow (tokenUrl
 // /auth/login), runs GET /auth/me from the page and checks the response shows the user with a
 // 200. Every request the page makes must go to the server itself: the docs work offline. A
-// screenshot is saved to tests/browser/screenshots/docs-me.png (git-ignored).
+// screenshot is saved to tests/browser/screenshots/docs-me.png (git-ignored). Then a page
+// served from another origin frames /docs/, and the browser must refuse to show it.
 //
 // Run:   make test-browser        (or: cd tests/browser && npm ci && node docs.test.mjs)
 // Env:   CHROMIUM_PATH            browser binary, default /usr/bin/chromium
@@ -24,6 +25,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -308,8 +310,45 @@ async function run() {
     if (process.env.BROWSER_VERBOSE === '1') log(`requests:\n  ${requests.join('\n  ')}`);
     if (pageErrors.length) log(`page errors (not fatal):\n  ${pageErrors.join('\n  ')}`);
     await context.close();
+
+    await checkFramingRefused(browser, base);
   } finally {
     await browser.close();
+  }
+}
+
+// Clickjacking: a page on another site, served for real from another port of this machine,
+// frames /docs/. The browser must refuse to show it (CSP frame-ancestors 'none', X-Frame-Options:
+// DENY): the frame ends on Chromium's error page, never on the docs.
+async function checkFramingRefused(browser, base) {
+  const attacker = createServer((_, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html' });
+    res.end(`<!doctype html><iframe src="${base}/docs/" width="800" height="600"></iframe>`);
+  });
+  await new Promise((listening) => attacker.listen(0, '127.0.0.1', listening));
+  const context = await browser.newContext();
+  context.setDefaultTimeout(10_000);
+  try {
+    const framed = [];
+    context.on('response', (r) => {
+      if (r.url().startsWith(`${base}/docs/`)) framed.push(r.status());
+    });
+    const page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${attacker.address().port}/`, { waitUntil: 'load' });
+    // The server did answer: the refusal is the browser's, on our headers.
+    check(framed.includes(200), `the framed GET /docs/ was not answered 200 (${framed})`);
+    const frame = page.frames().find((f) => f !== page.mainFrame());
+    check(frame, 'the attacker page has no frame');
+    const shown = frame.url();
+    const docs = await frame.locator('#swagger-ui').count().catch(() => 0);
+    check(
+      !shown.startsWith(base) && docs === 0,
+      `a page on another site framed the docs: its frame is at ${shown}`,
+    );
+    log(`a page on another site that frames /docs/ gets an empty frame (${shown})`);
+  } finally {
+    await context.close();
+    attacker.close();
   }
 }
 

@@ -128,9 +128,11 @@ mod util;
 mod wire;
 
 /// backnd-api patch: the answer to a connection that cannot be served: over
-/// [`Limits::max_connections`], or no thread could be started for it.
+/// [`Limits::max_connections`], or no thread could be started for it. Written as bytes, not by
+/// `Response::raw_print`, so it carries by hand the `nosniff` every response carries.
 const NO_CAPACITY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 54\r\n\r\n\
+Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nRetry-After: 1\r\n\
+Connection: close\r\nContent-Length: 54\r\n\r\n\
 {\"detail\":\"Service Unavailable: too many connections\"}";
 
 /// backnd-api patch: pause after a failed accept, so a shortage of descriptors does not spin.

@@ -70,6 +70,11 @@ impl FromStr for TransferEncoding {
     }
 }
 
+/// backnd-api patch: the `X-Content-Type-Options: nosniff` header every response carries.
+fn nosniff_header() -> Header {
+    Header::from_bytes(&b"X-Content-Type-Options"[..], &b"nosniff"[..]).expect("a valid header")
+}
+
 /// Builds a Date: header with the current date.
 fn build_date_header() -> Header {
     let d = HttpDate::from(SystemTime::now());
@@ -355,12 +360,17 @@ where
             self.headers.insert(0, build_date_header());
         }
 
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
+        // backnd-api patch: no `Server` header is added (upstream sent `tiny-http (Rust)`, which
+        // tells an attacker which parser and which bugs to try); a response may still set one.
+        // And every response, the application's and the server's own refusals alike, carries
+        // `X-Content-Type-Options: nosniff`, so a browser never runs a body as another type
+        // than the one declared (a JSON error echoing input, read as HTML or script).
+        if !self
+            .headers
+            .iter()
+            .any(|h| h.field.equiv("X-Content-Type-Options"))
+        {
+            self.headers.push(nosniff_header());
         }
 
         // handling upgrade
@@ -572,5 +582,54 @@ impl Clone for Response<io::Empty> {
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printed<R: Read>(response: Response<R>) -> String {
+        let mut out = Vec::new();
+        response
+            .raw_print(&mut out, HTTPVersion(1, 1), &[], false, None)
+            .expect("print to memory");
+        String::from_utf8(out).expect("text")
+    }
+
+    fn header_lines(printed: &str, name: &str) -> Vec<String> {
+        let head = printed.split("\r\n\r\n").next().unwrap_or_default();
+        head.split("\r\n")
+            .skip(1)
+            .filter(|line| {
+                line.split(':')
+                    .next()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_response_says_nosniff_once_and_names_no_server() {
+        let plain = printed(Response::from_string("hi"));
+        assert_eq!(
+            header_lines(&plain, "X-Content-Type-Options"),
+            ["X-Content-Type-Options: nosniff"]
+        );
+        assert!(header_lines(&plain, "Server").is_empty(), "{plain}");
+        let empty = printed(Response::empty(500));
+        assert_eq!(header_lines(&empty, "X-Content-Type-Options").len(), 1);
+        assert!(header_lines(&empty, "Server").is_empty(), "{empty}");
+
+        // One the response sets itself is kept, not doubled.
+        let own = Response::from_string("hi")
+            .with_header(
+                Header::from_bytes(&b"X-Content-Type-Options"[..], &b"nosniff"[..]).unwrap(),
+            )
+            .with_header(Header::from_bytes(&b"Server"[..], &b"ours"[..]).unwrap());
+        let own = printed(own);
+        assert_eq!(header_lines(&own, "X-Content-Type-Options").len(), 1);
+        assert_eq!(header_lines(&own, "Server"), ["Server: ours"]);
     }
 }
