@@ -184,6 +184,23 @@ impl Store for SqliteDb {
         tx.commit()?;
         Ok(row)
     }
+
+    /// Replaces the hash if it is still `old_hash`; one `UPDATE`, atomic on its own.
+    /// `updated_at` is left alone (see [`Store::update_password_hash`]).
+    fn update_password_hash(
+        &self,
+        id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, DbError> {
+        let conn = self.conn()?;
+        let changed = conn
+            .prepare_cached(
+                "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+            )?
+            .execute(params![id, old_hash, new_hash])?;
+        Ok(changed == 1)
+    }
 }
 
 fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
@@ -333,5 +350,38 @@ mod tests {
             let err = failure(&conn, insert);
             assert!(matches!(err, DbError::Other(_)), "{what}: {err:?}");
         }
+    }
+
+    #[test]
+    fn a_password_hash_is_replaced_only_while_it_is_still_the_old_one() {
+        use crate::db::{NewUserRow, PoolOptions, Store};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let pool = PoolOptions {
+            max_connections: 2,
+            connect_timeout: std::time::Duration::from_secs(5),
+        };
+        let db = super::SqliteDb::open(&dir.path().join("db.sqlite3"), pool).expect("open");
+        let user = db
+            .insert_user(&NewUserRow {
+                name: "Ada",
+                phone: "+44 20 7946 0958",
+                image_url: None,
+                email: "ada@example.com",
+                password_hash: "old",
+            })
+            .expect("insert");
+        // Someone changed the password after the login read "old": the upgrade must not win.
+        assert!(!db
+            .update_password_hash(user.id, "stale", "upgraded")
+            .expect("update"));
+        assert!(db
+            .update_password_hash(user.id, "old", "upgraded")
+            .expect("update"));
+        let stored = db
+            .find_user_by_id(user.id)
+            .expect("find")
+            .expect("the user");
+        assert_eq!(stored.password_hash, "upgraded");
+        assert_eq!(stored.updated_at, user.updated_at);
     }
 }

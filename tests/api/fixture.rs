@@ -8,13 +8,13 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_rfc3339_utc, assert_unauthorized, spawn_app_on_fastapi_fixture, valid_registration,
-    StoredUser, TestApp,
+    assert_rfc3339_utc, assert_unauthorized, spawn_app_on_fastapi_fixture,
+    spawn_app_on_fastapi_fixture_with, valid_registration, StoredUser, TestApp,
 };
 use crate::testdb::{stored_users_in, FASTAPI_FIXTURE};
 
 /// The fixture's users and their passwords (tests/fixtures/README.md).
-const USERS: [(&str, &str); 4] = [
+pub const USERS: [(&str, &str); 4] = [
     ("ann@example.com", "correct horse battery"),
     ("ivan@example.ru", "пароль-надёжный-1"),
     ("li.wei@example.cn", "li-wei-password"),
@@ -22,7 +22,7 @@ const USERS: [(&str, &str); 4] = [
 ];
 
 /// The users as the FastAPI service stored them, read from the pristine fixture.
-fn fastapi_users() -> Vec<StoredUser> {
+pub fn fastapi_users() -> Vec<StoredUser> {
     stored_users_in(Path::new(FASTAPI_FIXTURE))
 }
 
@@ -149,7 +149,9 @@ fn registering_a_fastapi_users_email_in_any_case_gets_409() {
 
 #[test]
 fn starting_on_the_fastapi_database_leaves_every_stored_row_unchanged() {
-    let app = spawn_app_on_fastapi_fixture();
+    // At the FastAPI service's cost, so that the login finds its user's hash up to date and
+    // has nothing to upgrade (tests/api/rehash.rs has the upgrade).
+    let app = spawn_app_on_fastapi_fixture_with(&[("BCRYPT_COST", "12")]);
     let (email, password) = USERS[3];
     assert_eq!(app.login(email, password).status, 200);
     app.register_user("new@example.com", "new password");

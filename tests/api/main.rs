@@ -17,5 +17,6 @@ mod login;
 mod me;
 mod outage;
 mod register;
+mod rehash;
 mod shutdown;
 mod slow_clients;
