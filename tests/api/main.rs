@@ -6,6 +6,7 @@ mod testdb;
 
 mod concurrency;
 mod constraints;
+mod database_file;
 mod docs;
 mod errors;
 mod fixture;
