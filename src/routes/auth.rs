@@ -250,6 +250,9 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
 /// → `200 {access_token, token_type: "bearer", expires_in, user}`; `401` with
 /// `WWW-Authenticate: Bearer` and the same message and cost for an unknown email and a wrong
 /// password; `422` for a body without the fields.
+//
+// A stored hash that cannot be checked is that same 401 (and an error in the log); a stored
+// hash of another cost or bcrypt variant is replaced on success (`upgrade_hash`).
 #[utoipa::path(
     post,
     path = "", // the route table gives the path
