@@ -66,12 +66,7 @@ pub fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
 /// Starts a server on the FastAPI service's database: a copy of its SQLite file, or on
 /// PostgreSQL the table its SQLAlchemy models create there, holding the same users.
 pub fn spawn_app_on_fastapi_fixture() -> TestApp {
-    spawn_app_on_fastapi_fixture_with(&[])
-}
-
-/// [`spawn_app_on_fastapi_fixture`] with the test defaults overridden by `vars`.
-pub fn spawn_app_on_fastapi_fixture_with(vars: &[(&str, &str)]) -> TestApp {
-    spawn_app_on(FreshDb::with_fastapi_users(), vars)
+    spawn_app_on(FreshDb::with_fastapi_users(), &[])
 }
 
 /// Starts another server on `app`'s database, with the same secret: a second instance of a
