@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::fixture::{fastapi_users, USERS};
 use crate::helpers::{
-    assert_unauthorized, spawn_app, spawn_app_on_fastapi_fixture, spawn_app_with, TestApp, TestDb,
+    assert_unauthorized, spawn_app, spawn_app_on_fastapi_fixture, spawn_app_with,
+    spawn_instance_sharing, TestApp, TestDb,
 };
 use crate::log_capture;
 
@@ -238,4 +239,20 @@ fn an_unreadable_stored_hash_costs_what_an_unknown_email_costs() {
         unreadable * 2 >= unknown,
         "at cost {cost}: an unreadable hash took {unreadable:?}, an unknown email {unknown:?}"
     );
+}
+
+#[test]
+fn a_login_whose_upgrade_would_not_fit_in_the_queue_timeout_succeeds_and_the_upgrade_waits() {
+    let app = spawn_app();
+    app.register_user(EMAIL, PASSWORD);
+    let (old, _) = stored_hash(&app);
+    assert!(old.starts_with("$2b$04$"), "{old}");
+    // Another instance at a cost whose hash alone takes about three times its timeout: the
+    // login must not wait for it (it would be answered 503, and the hash dropped).
+    let cost = cost_taking(6.0).to_string();
+    let slow = spawn_instance_sharing(&app, &[("BCRYPT_COST", &cost), ("HASH_QUEUE_TIMEOUT", "2")]);
+
+    let login = slow.login(EMAIL, PASSWORD);
+    assert_eq!(login.status, 200, "at cost {cost}: {}", login.text);
+    assert_eq!(stored_hash(&app).0, old, "no upgrade was stored");
 }
