@@ -39,6 +39,10 @@ pub trait Claim {
     /// Takes the request for this work: true if the client is still waiting (and will now get
     /// this work's answer), false if it has already been answered 503.
     fn claim(&self) -> bool;
+
+    /// How long the client may still be answered before it is told 503: work that could do
+    /// something optional (replace an outdated hash) can tell whether it has the time.
+    fn time_left(&self) -> Duration;
 }
 
 /// Sends a response to the client of submitted work.
@@ -77,6 +81,8 @@ struct Running {
 struct HasherClaim<'a> {
     slot: &'a Slot,
     claimed: RefCell<Option<Answer>>,
+    /// When the watcher answers the client 503 if this thread has not answered it.
+    deadline: Instant,
 }
 
 impl Claim for HasherClaim<'_> {
@@ -88,6 +94,10 @@ impl Claim for HasherClaim<'_> {
         let claimed = taken.is_some();
         *self.claimed.borrow_mut() = taken;
         claimed
+    }
+
+    fn time_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 }
 
@@ -215,14 +225,16 @@ fn hasher_loop(shared: &Shared) {
             }
             Next::Closed => return,
         };
+        let deadline = job.queued_at + shared.queue.timeout().saturating_sub(ANSWER_MARGIN);
         shared.running().push(Running {
-            deadline: job.queued_at + shared.queue.timeout().saturating_sub(ANSWER_MARGIN),
+            deadline,
             answer: job.answer.clone(),
         });
         let started = Instant::now();
         let claim = HasherClaim {
             slot: &job.answer,
             claimed: RefCell::new(None),
+            deadline,
         };
         let work = job.work;
         let response = catch_unwind(AssertUnwindSafe(|| work(&shared.state, &claim)))

@@ -22,5 +22,5 @@ mod state;
 pub use config::{redact_url, ArgsError, Config, DatabaseConfig, VARIABLES};
 pub use db::{Db, NewUserRow, PoolOptions};
 pub use routes::summary as route_summary;
-pub use security::{hash_password, verify_password, TokenKeys};
+pub use security::{hash_password, verify_password, PasswordCheck, TokenKeys};
 pub use server::{spawn, Server, StartError};

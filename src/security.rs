@@ -100,22 +100,61 @@ pub fn hash_password(password: &str, cost: u32) -> Result<String, bcrypt::Bcrypt
     bcrypt::hash(password, cost)
 }
 
+/// What checking a password against a stored hash found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// The password matches. `outdated` when the stored hash is not a `$2b$` hash at the
+    /// current cost (another cost, or the `$2a$`/`$2x$`/`$2y$` variants): it should be replaced
+    /// by a new one, as passlib's `CryptContext(deprecated="auto")` does, so that the account's
+    /// logins cost what everyone else's do.
+    Match {
+        /// The stored hash should be replaced by one at the current cost.
+        outdated: bool,
+    },
+    /// A wrong password, or no such user.
+    Mismatch,
+    /// The stored hash is not a bcrypt hash that can be checked (malformed, or a cost outside
+    /// 4–31). The dummy check has run, so this costs what a wrong password costs. The text says
+    /// what is wrong with the hash without quoting it.
+    Unreadable(String),
+}
+
 /// Checks `password` against a stored hash; `None` (no such user) checks against a dummy hash
-/// of the same cost, so an unknown email costs as much time as a wrong password.
+/// at `cost`, so an unknown email costs as much time as a wrong password. So does a stored hash
+/// that cannot be read, which is [`PasswordCheck::Unreadable`], never a match.
 ///
 /// Uses bcrypt's own 72-byte rule, as passlib did, so users whose FastAPI-era passwords were
-/// longer still log in. An unreadable stored hash is an error, not a mismatch.
-pub fn verify_password(
-    password: &str,
-    stored_hash: Option<&str>,
-    dummy_cost: u32,
-) -> Result<bool, bcrypt::BcryptError> {
-    match stored_hash {
-        Some(hash) => bcrypt::verify(password, hash),
-        None => {
-            let _ = bcrypt::verify(password, &dummy_hash(dummy_cost));
-            Ok(false)
+/// longer still log in.
+pub fn verify_password(password: &str, stored_hash: Option<&str>, cost: u32) -> PasswordCheck {
+    let dummy_check = || {
+        let _ = bcrypt::verify(password, &dummy_hash(cost));
+    };
+    let Some(hash) = stored_hash else {
+        dummy_check();
+        return PasswordCheck::Mismatch;
+    };
+    // Parsing first (cheap) tells a hash bcrypt cannot check from a wrong password, and
+    // gives its variant and cost.
+    let parts = match hash.parse::<bcrypt::HashParts>() {
+        Ok(parts) if (4..=31).contains(&parts.get_cost()) => parts,
+        Ok(parts) => {
+            dummy_check();
+            return PasswordCheck::Unreadable(format!(
+                "bcrypt cost {} is outside 4-31",
+                parts.get_cost()
+            ));
         }
+        Err(err) => {
+            dummy_check();
+            return PasswordCheck::Unreadable(err.to_string());
+        }
+    };
+    match bcrypt::verify(password, hash) {
+        Ok(true) => PasswordCheck::Match {
+            outdated: !hash.starts_with("$2b$") || parts.get_cost() != cost,
+        },
+        Ok(false) => PasswordCheck::Mismatch,
+        Err(err) => PasswordCheck::Unreadable(err.to_string()),
     }
 }
 
@@ -221,7 +260,10 @@ mod tests {
     fn dummy_hash_is_well_formed_and_matches_nothing() {
         assert_eq!(dummy_hash(4).len(), 60);
         assert_eq!(bcrypt::verify("", &dummy_hash(4)).ok(), Some(false));
-        assert_eq!(verify_password("anything", None, 4).ok(), Some(false));
+        assert_eq!(
+            verify_password("anything", None, 4),
+            PasswordCheck::Mismatch
+        );
     }
 
     #[test]
@@ -229,13 +271,61 @@ mod tests {
         let hash = hash_password("correct horse", 4).expect("hash");
         assert!(hash.starts_with("$2b$04$"));
         assert_eq!(
-            verify_password("correct horse", Some(&hash), 4).ok(),
-            Some(true)
+            verify_password("correct horse", Some(&hash), 4),
+            PasswordCheck::Match { outdated: false }
         );
         assert_eq!(
-            verify_password("wrong horse", Some(&hash), 4).ok(),
-            Some(false)
+            verify_password("wrong horse", Some(&hash), 4),
+            PasswordCheck::Mismatch
         );
+    }
+
+    #[test]
+    fn a_match_on_another_cost_or_variant_is_outdated() {
+        let parts = bcrypt::hash_with_result("correct horse", 4).expect("hash");
+        let b4 = parts.format_for_version(bcrypt::Version::TwoB);
+        assert_eq!(
+            verify_password("correct horse", Some(&b4), 5),
+            PasswordCheck::Match { outdated: true }
+        );
+        for version in [
+            bcrypt::Version::TwoA,
+            bcrypt::Version::TwoX,
+            bcrypt::Version::TwoY,
+        ] {
+            let hash = parts.format_for_version(version.clone());
+            assert_eq!(
+                verify_password("correct horse", Some(&hash), 4),
+                PasswordCheck::Match { outdated: true },
+                "{version}"
+            );
+            // A wrong password is a mismatch whatever the hash's age.
+            assert_eq!(
+                verify_password("wrong horse", Some(&hash), 4),
+                PasswordCheck::Mismatch
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_hash_is_neither_a_match_nor_an_error_and_is_not_quoted() {
+        let good = hash_password("correct horse", 4).expect("hash");
+        let cases = [
+            String::new(),
+            "not-a-hash".to_owned(),
+            format!("$2b$99${}", &good[7..]),
+            format!("$2b$03${}", &good[7..]),
+            format!("$3b$04${}", &good[7..]),
+            format!("{}!", &good[..59]),
+        ];
+        for hash in &cases {
+            match verify_password("correct horse", Some(hash), 4) {
+                PasswordCheck::Unreadable(why) => {
+                    assert!(!why.is_empty() && !why.contains(&good[7..]), "{why}")
+                }
+                other => panic!("{hash:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -109,6 +109,20 @@ pub trait Store: Send + Sync {
     /// case, including when another request (or another instance) registers it at the same
     /// moment.
     fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError>;
+
+    /// Replaces user `id`'s password hash with `new_hash` if it is still `old_hash`, and tells
+    /// whether it did: a compare-and-set, so that a hash upgraded at login never overwrites a
+    /// password changed meanwhile by another request or instance.
+    ///
+    /// `updated_at` is left as it is: the same password stored at another cost is no change the
+    /// user made or could see, and moving it would make a login look like an edit of the
+    /// account (and show, to anyone reading the user, when the server's cost changed).
+    fn update_password_hash(
+        &self,
+        id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, DbError>;
 }
 
 /// The pooled user store, on whichever backend `DATABASE_URL` chose. Cloning shares the pool.

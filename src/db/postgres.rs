@@ -228,6 +228,22 @@ impl Store for PostgresDb {
         tx.commit()?;
         user_from_row(&row)
     }
+
+    /// Replaces the hash if it is still `old_hash`: one `UPDATE`, whose condition PostgreSQL
+    /// checks again against a row another transaction has just changed, so a concurrent change
+    /// of password wins. `updated_at` is left alone (see [`Store::update_password_hash`]).
+    fn update_password_hash(
+        &self,
+        id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, DbError> {
+        let changed = self.conn()?.execute(
+            "UPDATE users SET password_hash = $3 WHERE id = $1::int8 AND password_hash = $2",
+            &[&id, &old_hash, &new_hash],
+        )?;
+        Ok(changed == 1)
+    }
 }
 
 fn user_from_row(row: &Row) -> Result<UserRow, DbError> {

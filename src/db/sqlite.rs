@@ -2,14 +2,26 @@
 //!
 //! SQLite runs in WAL mode with `synchronous=FULL` (a committed write survives power loss) and a
 //! busy timeout, so concurrent writers wait instead of failing.
+//!
+//! The file is watched: a database file deleted, moved away or replaced under the running
+//! server would otherwise go on taking writes into a file no one will see again (the server's
+//! open connections keep the old one alive). Before every use of the database the path is
+//! checked, with one `stat`, to still be the file opened at start (same device and inode); while
+//! it is not, every request that needs the database, reads included, and `/health` get 503,
+//! and one error is logged when that begins. When the same file is back at its path (moved
+//! back), service resumes by itself; a different file at the path is refused until a restart,
+//! since the pooled connections still hold the old one.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OpenFlags, OptionalExtension};
 
 use super::{to_rfc3339, DbError, NewUserRow, PoolOptions, Store, UserRow};
 
@@ -81,6 +93,7 @@ impl From<rusqlite::Error> for DbError {
 #[derive(Clone)]
 pub struct SqliteDb {
     pool: Pool<SqliteConnectionManager>,
+    file: Arc<FileWatch>,
 }
 
 impl SqliteDb {
@@ -95,25 +108,124 @@ impl SqliteDb {
                 )));
             }
         }
-        let manager = SqliteConnectionManager::file(path).with_init(|conn| {
-            conn.busy_timeout(BUSY_TIMEOUT)?;
-            // WAL lets readers run beside the one writer; FULL makes each commit durable.
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "FULL")
-        });
+        // Only this first connection may create the file. The pool's connections open an
+        // existing one: one opened while the file is gone must fail, not create an empty
+        // database at the path (beside the old one's write-ahead log, which SQLite would then
+        // replay into it).
+        rusqlite::Connection::open(path)
+            .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let file = Arc::new(FileWatch::new(path)?);
+        let watch = file.clone();
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_init(move |conn| {
+                // A connection opened on whatever file is at the path now, if it is not ours, is
+                // dropped before it can be used.
+                if watch.state() != FileState::InPlace {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                        Some("not the database file opened at start".to_owned()),
+                    ));
+                }
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                // WAL lets readers run beside the one writer; FULL makes each commit durable.
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                conn.pragma_update(None, "synchronous", "FULL")
+            });
         let pool = Pool::builder()
             .max_size(pool.max_connections.max(1))
             .min_idle(Some(1))
             .connection_timeout(pool.connect_timeout)
             .build(manager)
             .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let db = SqliteDb { pool };
+        let db = SqliteDb { pool, file };
         db.conn()?.execute_batch(SCHEMA)?;
         Ok(db)
     }
 
+    /// A pooled connection, once the path is checked to still hold the file opened at start.
     fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>, DbError> {
+        self.file.check()?;
         Ok(self.pool.get()?)
+    }
+}
+
+/// Where the database file stands, compared with the one opened at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum FileState {
+    /// The path holds the file opened at start.
+    InPlace = 0,
+    /// Nothing is at the path (deleted or moved away), or it cannot be looked at.
+    Missing = 1,
+    /// Another file is at the path.
+    Replaced = 2,
+}
+
+/// The database file's identity (device and inode) as opened at start, and what the path held
+/// when last checked, so that a change is logged once, not on every request.
+struct FileWatch {
+    path: PathBuf,
+    identity: (u64, u64),
+    last: AtomicU8,
+}
+
+impl FileWatch {
+    fn new(path: &Path) -> Result<FileWatch, DbError> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        Ok(FileWatch {
+            path: path.to_owned(),
+            identity: (meta.dev(), meta.ino()),
+            last: AtomicU8::new(FileState::InPlace as u8),
+        })
+    }
+
+    /// What the path holds now (one `stat`).
+    fn state(&self) -> FileState {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => FileState::InPlace,
+            Ok(_) => FileState::Replaced,
+            Err(_) => FileState::Missing,
+        }
+    }
+
+    /// Fails with [`DbError::Unavailable`] unless the path holds the file opened at start,
+    /// logging the change when it differs from the last check's.
+    fn check(&self) -> Result<(), DbError> {
+        let now = self.state();
+        let before = self.last.swap(now as u8, Ordering::SeqCst);
+        let path = self.path.display();
+        if before != now as u8 {
+            match now {
+                FileState::InPlace => {
+                    log::info!("the database file {path} is back in place: serving requests again")
+                }
+                FileState::Missing => log::error!(
+                    "the database file {path} has been deleted or moved away while the server \
+                     runs: requests that need the database get 503 until the same file is back \
+                     at its path (writes would otherwise be lost with it)"
+                ),
+                FileState::Replaced => log::error!(
+                    "the database file {path} has been replaced by another file while the \
+                     server runs: requests that need the database get 503; restart to use the \
+                     new file, or put the original back"
+                ),
+            }
+        }
+        match now {
+            FileState::InPlace => Ok(()),
+            FileState::Missing => Err(DbError::Unavailable(format!(
+                "the database file {path} is missing"
+            ))),
+            FileState::Replaced => Err(DbError::Unavailable(format!(
+                "the database file {path} is not the one opened at start"
+            ))),
+        }
     }
 }
 
@@ -183,6 +295,23 @@ impl Store for SqliteDb {
             )?;
         tx.commit()?;
         Ok(row)
+    }
+
+    /// Replaces the hash if it is still `old_hash`; one `UPDATE`, atomic on its own.
+    /// `updated_at` is left alone (see [`Store::update_password_hash`]).
+    fn update_password_hash(
+        &self,
+        id: i64,
+        old_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, DbError> {
+        let conn = self.conn()?;
+        let changed = conn
+            .prepare_cached(
+                "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2",
+            )?
+            .execute(params![id, old_hash, new_hash])?;
+        Ok(changed == 1)
     }
 }
 
@@ -333,5 +462,38 @@ mod tests {
             let err = failure(&conn, insert);
             assert!(matches!(err, DbError::Other(_)), "{what}: {err:?}");
         }
+    }
+
+    #[test]
+    fn a_password_hash_is_replaced_only_while_it_is_still_the_old_one() {
+        use crate::db::{NewUserRow, PoolOptions, Store};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let pool = PoolOptions {
+            max_connections: 2,
+            connect_timeout: std::time::Duration::from_secs(5),
+        };
+        let db = super::SqliteDb::open(&dir.path().join("db.sqlite3"), pool).expect("open");
+        let user = db
+            .insert_user(&NewUserRow {
+                name: "Ada",
+                phone: "+44 20 7946 0958",
+                image_url: None,
+                email: "ada@example.com",
+                password_hash: "old",
+            })
+            .expect("insert");
+        // Someone changed the password after the login read "old": the upgrade must not win.
+        assert!(!db
+            .update_password_hash(user.id, "stale", "upgraded")
+            .expect("update"));
+        assert!(db
+            .update_password_hash(user.id, "old", "upgraded")
+            .expect("update"));
+        let stored = db
+            .find_user_by_id(user.id)
+            .expect("find")
+            .expect("the user");
+        assert_eq!(stored.password_hash, "upgraded");
+        assert_eq!(stored.updated_at, user.updated_at);
     }
 }

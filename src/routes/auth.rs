@@ -1,5 +1,7 @@
 //! `/auth/register`, `/auth/login` and `/auth/me`: the FastAPI service's `routers/auth.py`.
 
+use std::time::Instant;
+
 use utoipa::ToSchema;
 
 use super::{Claim, Reply};
@@ -8,7 +10,7 @@ use crate::db::{NewUserRow, UserRow};
 use crate::error::{ApiError, ErrorResponse, Result, ValidationErrorResponse};
 use crate::fields;
 use crate::http::{ApiResponse, HttpRequest};
-use crate::security;
+use crate::security::{self, PasswordCheck};
 use crate::state::AppState;
 
 /// The message for any failed login: it must not tell an unknown email from a wrong password.
@@ -248,6 +250,9 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
 /// → `200 {access_token, token_type: "bearer", expires_in, user}`; `401` with
 /// `WWW-Authenticate: Bearer` and the same message and cost for an unknown email and a wrong
 /// password; `422` for a body without the fields.
+//
+// A stored hash that cannot be checked is that same 401 (and an error in the log); a stored
+// hash of another cost or bcrypt variant is replaced on success (`upgrade_hash`).
 #[utoipa::path(
     post,
     path = "", // the route table gives the path
@@ -275,15 +280,28 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
         parse_login(&request.body, request.header("Content-Type")).map_err(ApiError::Validation)?;
     let user = state.db.find_user_by_email(&credentials.email)?;
     Ok(Reply::Deferred(Box::new(
-        move |state: &AppState, _claim: &dyn Claim| {
+        move |state: &AppState, claim: &dyn Claim| {
             let stored_hash = user.as_ref().map(|u| u.password_hash.as_str());
-            let matches =
-                security::verify_password(&credentials.password, stored_hash, state.bcrypt_cost)
-                    .map_err(|e| {
-                        ApiError::internal(format!("stored password hash unreadable: {e}"))
-                    })?;
-            let user = match user {
-                Some(user) if matches => user,
+            let started = Instant::now();
+            let check =
+                security::verify_password(&credentials.password, stored_hash, state.bcrypt_cost);
+            let user = match (user, check) {
+                (Some(user), PasswordCheck::Match { outdated }) => {
+                    if outdated {
+                        upgrade_hash(state, claim, &user, &credentials.password, started)?;
+                    }
+                    user
+                }
+                (Some(user), PasswordCheck::Unreadable(why)) => {
+                    // The user cannot log in until an operator fixes the row; the client sees
+                    // what any failed login sees. The hash itself is never logged.
+                    log::error!(
+                        "user {}: the stored password hash cannot be checked ({why}); \
+                         login refused",
+                        user.id
+                    );
+                    return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
+                }
                 _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
             };
             let access_token = state.tokens.issue(user.id).map_err(ApiError::internal)?;
@@ -298,6 +316,69 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
             ))
         },
     )))
+}
+
+/// Replaces `user`'s outdated hash (another cost or variant) with a `$2b$` one at the current
+/// cost, after a login proved the password, so that the account's logins cost what everyone
+/// else's do. `verified_at` is when checking the old hash began, to estimate the new one's cost.
+///
+/// The login succeeds whatever happens here, but within `HASH_QUEUE_TIMEOUT`: when the new
+/// hash would likely not fit in the time left it is put off to a later login; when it did not
+/// fit after all the client has been answered 503 and nothing is stored. A failure to store is
+/// a warning; the new hash only replaces the one that was checked (a password changed
+/// meanwhile stays).
+fn upgrade_hash(
+    state: &AppState,
+    claim: &dyn Claim,
+    user: &UserRow,
+    password: &str,
+    verified_at: Instant,
+) -> Result<()> {
+    let old_cost = user
+        .password_hash
+        .get(4..6)
+        .and_then(|cost| cost.parse::<i32>().ok())
+        .unwrap_or(4);
+    // bcrypt's time doubles with each step of cost; allow twice the estimate for a busy machine.
+    let scale = 2f64.powi(i32::try_from(state.bcrypt_cost).unwrap_or(31) - old_cost);
+    let estimate = verified_at.elapsed().mul_f64((2.0 * scale).min(1e6));
+    if estimate > claim.time_left() {
+        log::info!(
+            "user {}: password hash outdated; not replaced this time, too little time left",
+            user.id
+        );
+        return Ok(());
+    }
+    let new_hash = match security::hash_password(password, state.bcrypt_cost) {
+        Ok(hash) => hash,
+        Err(err) => {
+            log::warn!("user {}: could not hash the password again: {err}", user.id);
+            return Ok(());
+        }
+    };
+    if !claim.claim() {
+        // The client was told 503 while this hash ran: this login did not happen.
+        return Err(ApiError::too_late());
+    }
+    match state
+        .db
+        .update_password_hash(user.id, &user.password_hash, &new_hash)
+    {
+        Ok(true) => log::info!(
+            "user {}: password hash replaced by one at cost {}",
+            user.id,
+            state.bcrypt_cost
+        ),
+        Ok(false) => log::info!(
+            "user {}: password hash not replaced: it changed during the login",
+            user.id
+        ),
+        Err(err) => log::warn!(
+            "user {}: could not store the replaced password hash: {err}",
+            user.id
+        ),
+    }
+    Ok(())
 }
 
 /// The current user.
