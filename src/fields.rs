@@ -110,7 +110,11 @@ pub fn email(value: &Value) -> Rule<String> {
 
 /// Documents [`email`].
 pub fn email_schema() -> Object {
-    string_schema("Email address: trimmed, compared without regard to case, stored lower-case.")
+    string_schema(
+        "Email address: trimmed and stored lower-case. Two addresses that are equal after \
+         Unicode NFKC normalisation and full case folding (`ａｎｎ@…` and `ann@…`, `straße@…` \
+         and `STRASSE@…`) are one account, and the normalised form must be a valid address too.",
+    )
         .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
             utoipa::openapi::KnownFormat::Email,
         )))
@@ -141,10 +145,10 @@ pub fn normalise_email(raw: &str) -> String {
 ///
 /// Full case folding, not `to_lowercase`: lower-casing keeps `ß` as it is and turns a final
 /// `Σ` into `ς`, so `STRASSE`/`straße` and `ΟΔΟΣ`/`οδοσ` would stay apart. The folding is
-/// Unicode's default one, not the Turkic: `İ` (U+0130) becomes `i̇` (`i` + U+0307, combining
-/// dot above), so `İ` is neither `i` nor `I`, and dotless `ı` stays `ı`. Those three spellings
-/// are three accounts, as a Turkish reader would expect, while the non-Turkish `I`/`i` pair
-/// stays one.
+/// Unicode's default one, not the Turkic: dotless `ı` stays `ı` (so `ınci` and `inci` are two
+/// accounts, and `INCI` is `inci`), and `İ` (U+0130) becomes `i̇` (`i` + U+0307, combining dot
+/// above), which the email rule refuses before the @-sign, as it always has, since
+/// `to_lowercase` gives the same.
 ///
 /// Lower-casing before the key changes nothing (`fold(lower(x)) = fold(x)`), so the key of a
 /// stored email equals the key of what the user types, whether the row is ours (lower-cased)

@@ -11,6 +11,7 @@ mod errors;
 mod fixture;
 mod front_door;
 mod hashing;
+mod identity;
 mod health;
 mod instances;
 mod login;
