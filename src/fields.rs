@@ -115,12 +115,12 @@ pub fn email_schema() -> Object {
          Unicode NFKC normalisation and full case folding (`ａｎｎ@…` and `ann@…`, `straße@…` \
          and `STRASSE@…`) are one account, and the normalised form must be a valid address too.",
     )
-        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-            utoipa::openapi::KnownFormat::Email,
-        )))
-        .max_length(Some(EMAIL_MAX_BYTES))
-        .examples(["ada@example.com"])
-        .build()
+    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+        utoipa::openapi::KnownFormat::Email,
+    )))
+    .max_length(Some(EMAIL_MAX_BYTES))
+    .examples(["ada@example.com"])
+    .build()
 }
 
 /// An email given to log in: only normalised, as registration does. A malformed one simply
@@ -670,13 +670,20 @@ mod email_key_tests {
     fn fullwidth_letters_are_their_ascii_letters() {
         all_are(
             "ann@example.com",
-            &["ａｎｎ@example.com", "ＡＮＮ@ＥＸＡＭＰＬＥ.ＣＯＭ", "ann@example.com"],
+            &[
+                "ａｎｎ@example.com",
+                "ＡＮＮ@ＥＸＡＭＰＬＥ.ＣＯＭ",
+                "ann@example.com",
+            ],
         );
     }
 
     #[test]
     fn the_kelvin_sign_is_k() {
-        all_are("kate@example.com", &["\u{212A}ate@example.com", "Kate@example.com"]);
+        all_are(
+            "kate@example.com",
+            &["\u{212A}ate@example.com", "Kate@example.com"],
+        );
     }
 
     #[test]
@@ -684,7 +691,12 @@ mod email_key_tests {
         // to_lowercase turns a word-final Σ into ς; full case folding makes all three σ.
         all_are(
             "οδοσ@example.gr",
-            &["ΟΔΟΣ@example.gr", "οδοσ@example.gr", "οδος@example.gr", "ΟΔΟς@example.gr"],
+            &[
+                "ΟΔΟΣ@example.gr",
+                "οδοσ@example.gr",
+                "οδος@example.gr",
+                "ΟΔΟς@example.gr",
+            ],
         );
         assert_ne!(normalise_email("ΟΔΟΣ@example.gr"), "οδοσ@example.gr");
     }
@@ -708,7 +720,10 @@ mod email_key_tests {
     fn compatibility_forms_and_ligatures_are_their_plain_letters() {
         all_are("fin@example.com", &["ﬁn@example.com", "FIN@example.com"]);
         // Precomposed and combining spellings of one letter.
-        all_are("zoë@example.ie", &["zoe\u{308}@example.ie", "ZOË@example.ie"]);
+        all_are(
+            "zoë@example.ie",
+            &["zoe\u{308}@example.ie", "ZOË@example.ie"],
+        );
     }
 
     #[test]

@@ -14,8 +14,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::{
-    to_rfc3339, warn_key_collision, warn_keyless, DbError, NewUserRow, PoolOptions, Store,
-    UserRow,
+    to_rfc3339, warn_key_collision, warn_keyless, DbError, NewUserRow, PoolOptions, Store, UserRow,
 };
 use crate::config::PostgresUrl;
 use crate::fields::email_key;

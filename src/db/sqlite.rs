@@ -12,8 +12,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, OptionalExtension};
 
 use super::{
-    to_rfc3339, warn_key_collision, warn_keyless, DbError, NewUserRow, PoolOptions, Store,
-    UserRow,
+    to_rfc3339, warn_key_collision, warn_keyless, DbError, NewUserRow, PoolOptions, Store, UserRow,
 };
 use crate::fields::email_key;
 

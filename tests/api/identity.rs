@@ -38,7 +38,11 @@ fn id_after_login(app: &TestApp, email: &str, password: &str) -> i64 {
 
 fn assert_email_taken(app: &TestApp, email: &str) {
     let response = app.register(&valid_registration(email, "another password"));
-    assert_eq!(response.status, 409, "registering {email:?}: {}", response.text);
+    assert_eq!(
+        response.status, 409,
+        "registering {email:?}: {}",
+        response.text
+    );
     assert_eq!(
         response.json,
         json!({ "detail": "Email already registered" })
@@ -106,10 +110,7 @@ fn an_address_whose_normalised_form_is_not_an_address_gets_422() {
     let app = spawn_app();
     // ⒈ is a number as typed and "1." once normalised: a period right before the @-sign.
     let response = app.register(&valid_registration("ann⒈@example.com", "correct horse"));
-    assert_eq!(
-        assert_validation_error(&response),
-        vec!["email".to_owned()]
-    );
+    assert_eq!(assert_validation_error(&response), vec!["email".to_owned()]);
     // ﷺ is one character and 18 letters once normalised: four of them overflow the local part.
     let long = format!("{}@example.com", "ﷺ".repeat(4));
     let response = app.register(&valid_registration(&long, "correct horse"));
@@ -159,12 +160,21 @@ fn two_instances_racing_for_look_alikes_create_one_user() {
     let barrier = Arc::new(Barrier::new(16));
     let handles: Vec<_> = (0..16)
         .map(|i| {
-            let app = if i % 2 == 0 { first.clone() } else { second.clone() };
+            let app = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
             let barrier = barrier.clone();
-            let email = if i % 4 < 2 { "ΟΔΟΣ@example.gr" } else { "οδος@ｅｘａｍｐｌｅ.gr" };
+            let email = if i % 4 < 2 {
+                "ΟΔΟΣ@example.gr"
+            } else {
+                "οδος@ｅｘａｍｐｌｅ.gr"
+            };
             thread::spawn(move || {
                 barrier.wait();
-                app.register(&valid_registration(email, "correct horse")).status
+                app.register(&valid_registration(email, "correct horse"))
+                    .status
             })
         })
         .collect();
@@ -172,7 +182,11 @@ fn two_instances_racing_for_look_alikes_create_one_user() {
         .into_iter()
         .map(|h| h.join().expect("client thread"))
         .collect();
-    assert_eq!(statuses.iter().filter(|&&s| s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
     assert_eq!(count_users(&first), 1);
 }
 
@@ -222,9 +236,9 @@ fn starting_on_a_database_whose_rows_collide_keeps_the_lowest_id_and_logs_the_id
     let fresh = FreshDb::with_fastapi_users();
     // The fixture's hashes are cost 12; cost 4 keeps this test's logins quick.
     let ann = bcrypt::hash("correct horse battery", 4).expect("hash");
-    fresh
-        .db
-        .execute(&format!("UPDATE users SET password_hash = '{ann}' WHERE id = 1"));
+    fresh.db.execute(&format!(
+        "UPDATE users SET password_hash = '{ann}' WHERE id = 1"
+    ));
     insert_legacy_user(&fresh, "ANN@EXAMPLE.COM", "ids five"); // 5, collides with 1
     insert_legacy_user(&fresh, "ａｎｎ@example.com", "ids six"); // 6, collides with 1
     insert_legacy_user(&fresh, "straße@example.de", "ids seven"); // 7
@@ -257,5 +271,8 @@ fn starting_on_a_database_whose_rows_collide_keeps_the_lowest_id_and_logs_the_id
 
     // A second start on the same database (the collisions still there) starts too.
     let again = spawn_instance_sharing(&app, &[]);
-    assert_eq!(id_after_login(&again, "ＡＮＮ@example.com", "correct horse battery"), 1);
+    assert_eq!(
+        id_after_login(&again, "ＡＮＮ@example.com", "correct horse battery"),
+        1
+    );
 }
