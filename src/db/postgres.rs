@@ -55,10 +55,12 @@ const EMAIL_INDEX_NAMES: [&str; 2] = [
 
 /// The id of the user an email (`$1` its key, `$2` the email) belongs to, or NULL: the key's
 /// holder, or else the lowest id whose email equals it without regard to case (a row with no
-/// key yet, written by the FastAPI service since this instance started).
+/// key yet, written by the FastAPI service since this instance started). A key whose user is
+/// gone (deleted by the FastAPI service since start) is no holder.
 macro_rules! holder_of_key {
     () => {
-        "coalesce((SELECT user_id FROM email_keys WHERE key = $1), \
+        "coalesce((SELECT k.user_id FROM email_keys k JOIN users u ON u.id = k.user_id \
+                   WHERE k.key = $1), \
          (SELECT id FROM users WHERE lower(email) = lower($2) ORDER BY id LIMIT 1))"
     };
 }

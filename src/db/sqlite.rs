@@ -26,10 +26,12 @@ macro_rules! user_columns {
 
 /// The id of the user an email (`?1` its key, `?2` the email) belongs to, or NULL: the key's
 /// holder, or else the lowest id whose email equals it without regard to case (a row with no
-/// key yet, written by the FastAPI service since this instance started).
+/// key yet, written by the FastAPI service since this instance started). A key whose user is
+/// gone (deleted by the FastAPI service since start) is no holder.
 macro_rules! holder_of_key {
     () => {
-        "coalesce((SELECT user_id FROM email_keys WHERE key = ?1), \
+        "coalesce((SELECT k.user_id FROM email_keys k JOIN users u ON u.id = k.user_id \
+                   WHERE k.key = ?1), \
          (SELECT id FROM users WHERE lower(email) = lower(?2) ORDER BY id LIMIT 1))"
     };
 }
@@ -212,8 +214,9 @@ impl Store for SqliteDb {
                 ],
                 user_from_row,
             )?;
-        // A key still naming this id belonged to a deleted user whose id SQLite reused (the
-        // FastAPI service deletes without our foreign keys): it is not this user's.
+        // A key still naming this id belonged to a deleted user whose id SQLite reused: our
+        // connections enforce the foreign key (bundled SQLite turns them on), but the FastAPI
+        // service's do not, so its deletes leave keys behind. It is not this user's key.
         tx.prepare_cached("DELETE FROM email_keys WHERE user_id = ?1")?
             .execute(params![row.id])?;
         tx.prepare_cached("INSERT INTO email_keys (key, user_id) VALUES (?1, ?2)")?

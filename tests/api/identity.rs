@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::helpers::{
     assert_unauthorized, assert_validation_error, count_users, spawn_app, spawn_app_on,
     spawn_app_on_fastapi_fixture, spawn_instance_sharing, valid_registration, FreshDb, TestApp,
+    TestDb,
 };
 use crate::log_capture;
 
@@ -274,5 +275,43 @@ fn starting_on_a_database_whose_rows_collide_keeps_the_lowest_id_and_logs_the_id
     assert_eq!(
         id_after_login(&again, "ＡＮＮ@example.com", "correct horse battery"),
         1
+    );
+}
+
+#[test]
+fn a_user_deleted_and_written_again_by_another_writer_signs_in_before_any_restart() {
+    // The FastAPI service, sharing the database, deletes a user (on SQLite without foreign
+    // keys, so the key stays behind) and writes the address again as a new row, with no key.
+    let app = spawn_app();
+    app.register_user("ann@example.com", "first password");
+    app.register_user("bob@example.com", "correct horse");
+    let delete = "DELETE FROM users WHERE id = 1";
+    match &app.db {
+        // Python's sqlite3 leaves foreign keys off (our bundled SQLite turns them on).
+        TestDb::Sqlite(path) => {
+            let conn = rusqlite::Connection::open(path).expect("open the database");
+            conn.execute_batch("PRAGMA foreign_keys = OFF")
+                .expect("foreign keys off");
+            assert_eq!(conn.execute(delete, []).expect("delete"), 1);
+        }
+        TestDb::Postgres { .. } => assert_eq!(app.db.execute(delete), 1),
+    }
+    let hash = bcrypt::hash("second password", 4).expect("hash");
+    app.db.execute(&format!(
+        "INSERT INTO users (name, phone, email, password_hash) \
+         VALUES ('Ann', '+1 555 0100', 'Ann@Example.com', '{hash}')"
+    ));
+    let id = id_after_login(&app, "ann@example.com", "second password");
+    assert_eq!(id, 3);
+    assert_unauthorized(
+        &app.login("ann@example.com", "first password"),
+        "Incorrect email or password",
+    );
+    assert_email_taken(&app, "ANN@example.com");
+    // At the next start the new row gets the key; the stale one is gone.
+    let again = spawn_instance_sharing(&app, &[]);
+    assert_eq!(
+        id_after_login(&again, "ａｎｎ@example.com", "second password"),
+        3
     );
 }
