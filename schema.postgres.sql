@@ -34,3 +34,15 @@ BEGIN
         ALTER TABLE users ALTER COLUMN image_url TYPE VARCHAR(2048);
     END IF;
 END $$;
+-- Ours: one identity per email. `key` is `fields::email_key` of the user's email (NFKC and full
+-- Unicode case folding), so `ａｎｎ@…`, `ANN@…` and `ann@…` share one key, and the primary key
+-- lets only one user hold it, across instances and races. A table of its own rather than a
+-- column, so the FastAPI service's `users` table stays exactly as it was. Rows without a key
+-- (the FastAPI service's, or any written before this table) get one at start, in id order.
+-- COLLATE "C": keys are compared byte for byte, never by a locale.
+CREATE TABLE IF NOT EXISTS email_keys (
+    key TEXT COLLATE "C" NOT NULL,
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    CONSTRAINT email_keys_pkey PRIMARY KEY (key),
+    CONSTRAINT email_keys_user_id_key UNIQUE (user_id)
+);

@@ -19,3 +19,12 @@ CREATE INDEX IF NOT EXISTS ix_users_id ON users (id);
 -- Ours: emails are compared without regard to case. We store them lower-cased, but rows the
 -- FastAPI service wrote may not be, so lookups go through lower(email) and this index.
 CREATE INDEX IF NOT EXISTS ix_users_email_lower ON users (lower(email));
+-- Ours: one identity per email. `key` is `fields::email_key` of the user's email (NFKC and full
+-- Unicode case folding), so `ａｎｎ@…`, `ANN@…` and `ann@…` share one key, and this table's
+-- primary key lets only one user hold it, whatever the races. A table of its own rather than a
+-- column, so the FastAPI service's `users` table stays exactly as it was. Rows without a key
+-- (the FastAPI service's, or any written before this table) get one at start, in id order.
+CREATE TABLE IF NOT EXISTS email_keys (
+	key TEXT NOT NULL PRIMARY KEY,
+	user_id INTEGER NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE
+);

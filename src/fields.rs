@@ -110,13 +110,17 @@ pub fn email(value: &Value) -> Rule<String> {
 
 /// Documents [`email`].
 pub fn email_schema() -> Object {
-    string_schema("Email address: trimmed, compared without regard to case, stored lower-case.")
-        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-            utoipa::openapi::KnownFormat::Email,
-        )))
-        .max_length(Some(EMAIL_MAX_BYTES))
-        .examples(["ada@example.com"])
-        .build()
+    string_schema(
+        "Email address: trimmed and stored lower-case. Two addresses that are equal after \
+         Unicode NFKC normalisation and full case folding (`ａｎｎ@…` and `ann@…`, `straße@…` \
+         and `STRASSE@…`) are one account, and the normalised form must be a valid address too.",
+    )
+    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+        utoipa::openapi::KnownFormat::Email,
+    )))
+    .max_length(Some(EMAIL_MAX_BYTES))
+    .examples(["ada@example.com"])
+    .build()
 }
 
 /// An email given to log in: only normalised, as registration does. A malformed one simply
@@ -126,8 +130,36 @@ pub fn login_email(value: &Value) -> Rule<String> {
 }
 
 /// Normalises an email from anywhere else (the OAuth2 form's `username`) as [`login_email`].
+///
+/// This is what `users.email` holds for rows we write (trimmed, lower-cased), so the API's
+/// `email` field is what it always was. Identity is decided by [`email_key`], not by this.
 pub fn normalise_email(raw: &str) -> String {
     raw.trim().to_lowercase()
+}
+
+/// Returns the identity of an email: two emails are the same account exactly when their keys
+/// are equal. The key is `NFKC(full_case_fold(NFKC(trim(email))))`, Unicode's
+/// identifier-caseless match (UAX #31 / Unicode §3.13 D145), so fullwidth `ａｎｎ` is `ann`, the
+/// Kelvin sign `K` is `k`, `ß`, `ẞ` and `SS` are `ss`, and Greek `Σ`, `σ` and final `ς` are
+/// all `σ`.
+///
+/// Full case folding, not `to_lowercase`: lower-casing keeps `ß` as it is and turns a final
+/// `Σ` into `ς`, so `STRASSE`/`straße` and `ΟΔΟΣ`/`οδοσ` would stay apart. The folding is
+/// Unicode's default one, not the Turkic: dotless `ı` stays `ı` (so `ınci` and `inci` are two
+/// accounts, and `INCI` is `inci`), and `İ` (U+0130) becomes `i̇` (`i` + U+0307, combining dot
+/// above), which the email rule refuses before the @-sign, as it always has, since
+/// `to_lowercase` gives the same.
+///
+/// Lower-casing before the key changes nothing (`fold(lower(x)) = fold(x)`), so the key of a
+/// stored email equals the key of what the user types, whether the row is ours (lower-cased)
+/// or the FastAPI service's (as typed).
+pub fn email_key(email: &str) -> String {
+    use icu_casemap::CaseMapper;
+    use icu_normalizer::ComposingNormalizerBorrowed;
+    let nfkc = ComposingNormalizerBorrowed::new_nfkc();
+    let once = nfkc.normalize(email.trim());
+    let folded = CaseMapper::new().fold_string(&once);
+    nfkc.normalize(&folded).into_owned()
 }
 
 /// A new password: [`PASSWORD_MIN_CHARS`] characters to [`PASSWORD_MAX_BYTES`] bytes, never
@@ -271,10 +303,21 @@ fn phone_problem(phone: &str) -> Option<String> {
 
 fn validate_email(raw: &str) -> Result<String, Problem> {
     let email = normalise_email(raw);
-    match email_problem(&email) {
+    match email_problem(&email).or_else(|| key_problem(&email)) {
         None => Ok(email),
         Some(reason) => Err(value_error("email address", reason)),
     }
+}
+
+/// Returns why the identity of `email` (valid as typed) is not an address this service
+/// accepts. NFKC may lengthen an address (`ﷺ` is 18 letters) or turn a letter into
+/// punctuation (`⒈` is `1.`), so the key must pass the same checks: an account must never
+/// exist whose identity is longer than the limits or not an address at all.
+fn key_problem(email: &str) -> Option<String> {
+    let key = email_key(email);
+    email_problem(&key).map(|reason| {
+        format!("Once normalised (Unicode NFKC, case folded) as {key:?}, it is not valid: {reason}")
+    })
 }
 
 /// Returns why `email` (already normalised) is not an address this service accepts, in the
@@ -609,5 +652,117 @@ mod tests {
             |v| validate_image_url(&json!(v)).is_ok(),
             values,
         );
+    }
+}
+
+#[cfg(test)]
+mod email_key_tests {
+    use super::{email_key, normalise_email, validate_email};
+
+    /// Asserts that every spelling in `spellings` has the key `key`.
+    fn all_are(key: &str, spellings: &[&str]) {
+        for spelling in spellings {
+            assert_eq!(email_key(spelling), key, "the key of {spelling:?}");
+        }
+    }
+
+    #[test]
+    fn fullwidth_letters_are_their_ascii_letters() {
+        all_are(
+            "ann@example.com",
+            &[
+                "ａｎｎ@example.com",
+                "ＡＮＮ@ＥＸＡＭＰＬＥ.ＣＯＭ",
+                "ann@example.com",
+            ],
+        );
+    }
+
+    #[test]
+    fn the_kelvin_sign_is_k() {
+        all_are(
+            "kate@example.com",
+            &["\u{212A}ate@example.com", "Kate@example.com"],
+        );
+    }
+
+    #[test]
+    fn greek_sigma_in_any_form_is_one_letter() {
+        // to_lowercase turns a word-final Σ into ς; full case folding makes all three σ.
+        all_are(
+            "οδοσ@example.gr",
+            &[
+                "ΟΔΟΣ@example.gr",
+                "οδοσ@example.gr",
+                "οδος@example.gr",
+                "ΟΔΟς@example.gr",
+            ],
+        );
+        assert_ne!(normalise_email("ΟΔΟΣ@example.gr"), "οδοσ@example.gr");
+    }
+
+    #[test]
+    fn sharp_s_capital_sharp_s_and_ss_are_one() {
+        all_are(
+            "strasse@example.de",
+            &[
+                "straße@example.de",
+                "STRAẞE@example.de",
+                "STRASSE@example.de",
+                "strasse@example.de",
+            ],
+        );
+        // What lower-casing alone would have missed.
+        assert_eq!(normalise_email("straße@example.de"), "straße@example.de");
+    }
+
+    #[test]
+    fn compatibility_forms_and_ligatures_are_their_plain_letters() {
+        all_are("fin@example.com", &["ﬁn@example.com", "FIN@example.com"]);
+        // Precomposed and combining spellings of one letter.
+        all_are(
+            "zoë@example.ie",
+            &["zoe\u{308}@example.ie", "ZOË@example.ie"],
+        );
+    }
+
+    #[test]
+    fn turkish_dotted_capital_i_is_neither_i_nor_dotless_i() {
+        // Default (not Turkic) folding: İ is i + combining dot above, ı stays ı.
+        assert_eq!(email_key("İz@example.com"), "i\u{307}z@example.com");
+        assert_eq!(email_key("ız@example.com"), "ız@example.com");
+        assert_eq!(email_key("Iz@example.com"), "iz@example.com");
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_not_part_of_the_key() {
+        assert_eq!(email_key("  Ann@Example.com \t"), "ann@example.com");
+    }
+
+    #[test]
+    fn lower_casing_first_never_changes_the_key() {
+        // The key of a stored (lower-cased) email must be the key of what the user typed.
+        // Every cased or compatibility character is in planes 0 and 1 (the rest are CJK
+        // ideographs, private use and unassigned), so those two planes are the whole test.
+        for c in (0..=0x1FFFF).filter_map(char::from_u32) {
+            let typed = c.to_string();
+            assert_eq!(
+                email_key(&typed.to_lowercase()),
+                email_key(&typed),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
+
+    #[test]
+    fn an_address_whose_key_breaks_the_rules_is_refused() {
+        // ⒈ is a letter-like number as typed, but "1." once normalised: a period before the @.
+        assert!(validate_email("a⒈@example.com").is_err());
+        // ﷺ is one character, 18 letters once normalised: 4 of them make a local part of 72.
+        assert!(validate_email(&format!("{}@example.com", "ﷺ".repeat(4))).is_err());
+        // Ordinary non-ASCII addresses are accepted.
+        assert!(validate_email("straße@example.de").is_ok());
+        assert!(validate_email("ａｎｎ@example.com").is_ok());
     }
 }

@@ -97,7 +97,10 @@ pub trait Store: Send + Sync {
     /// Checks that the database answers a query that reads the users table.
     fn ping(&self) -> Result<(), DbError>;
 
-    /// Finds a user by email, compared without regard to case.
+    /// Finds the user whose email is `email` under [`crate::fields::email_key`] (NFKC and
+    /// full case folding): the holder of its key, or else (a row the FastAPI service wrote
+    /// after this instance started, which has no key yet) the lowest id whose email is equal
+    /// without regard to case.
     fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError>;
 
     /// Finds a user by id.
@@ -105,9 +108,10 @@ pub trait Store: Send + Sync {
 
     /// Stores a new user and returns the stored row.
     ///
-    /// Fails with [`DbError::EmailTaken`] when the email is registered already, whatever its
-    /// case, including when another request (or another instance) registers it at the same
-    /// moment.
+    /// Stores the user's email key in the same transaction. Fails with [`DbError::EmailTaken`]
+    /// when an equivalent email (see [`Store::find_user_by_email`]) is registered already,
+    /// including when another request (or another instance) registers it at the same moment:
+    /// the key's primary key refuses the second.
     fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError>;
 
     /// Replaces user `id`'s password hash with `new_hash` if it is still `old_hash`, and tells
@@ -157,6 +161,23 @@ impl std::ops::Deref for Db {
     fn deref(&self) -> &(dyn Store + 'static) {
         &*self.0
     }
+}
+
+/// Logs what start-up found when it could not give user `id` its email key because user
+/// `owner` (the lower id) holds it: two rows whose emails are one identity under
+/// [`crate::fields::email_key`]. Names the ids only, never the emails.
+pub(crate) fn warn_key_collision(id: i64, owner: i64) {
+    log::warn!(
+        "users {owner} and {id} have emails that are the same under Unicode normalisation and \
+         case folding; that email now signs in as user {owner} only, and user {id} cannot sign \
+         in until one of the two emails is changed"
+    );
+}
+
+/// Logs a user that start-up could not give an email key because its email has none (empty
+/// or blank): such a user cannot sign in, as before.
+pub(crate) fn warn_keyless(id: i64) {
+    log::warn!("user {id} has an empty email; it has no email key and cannot sign in");
 }
 
 /// Renders a stored timestamp (`YYYY-MM-DD HH:MM:SS[.ffffff]`, UTC, as SQLAlchemy and

@@ -2,8 +2,9 @@
 //!
 //! Every session runs in UTC, so `TIMESTAMPTZ` columns (ours) and the `TIMESTAMP WITHOUT TIME
 //! ZONE` columns SQLAlchemy created (holding UTC) read back alike. Registration takes a
-//! transaction-scoped advisory lock on the lower-cased email, so instances racing for one
-//! address are serialised by the database itself.
+//! transaction-scoped advisory lock on the email's key, so instances racing for one identity
+//! are serialised by the database itself, and the key's primary key would refuse a second
+//! holder anyway.
 
 use std::time::Duration;
 
@@ -12,8 +13,11 @@ use postgres::{Client, NoTls, Row};
 use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{to_rfc3339, DbError, NewUserRow, PoolOptions, Store, UserRow};
+use super::{
+    to_rfc3339, warn_key_collision, warn_keyless, DbError, NewUserRow, PoolOptions, Store, UserRow,
+};
 use crate::config::PostgresUrl;
+use crate::fields::email_key;
 
 /// The schema, applied at every start without harming existing data.
 const SCHEMA: &str = include_str!("../../schema.postgres.sql");
@@ -39,12 +43,27 @@ macro_rules! user_columns {
 /// The constraint PostgreSQL names when the email's unique index refuses a row: the one unique
 /// violation that means the email is taken. Any other (the primary key, a unique index someone
 /// else added) and any other constraint failure (NOT NULL, CHECK) is a failure of ours.
-const EMAIL_INDEX_NAMES: [&str; 1] = [
+const EMAIL_INDEX_NAMES: [&str; 2] = [
     // `CREATE UNIQUE INDEX ix_users_email ON users (email)`: ours (schema.postgres.sql) and the
     // one SQLAlchemy's `create_all` builds from the FastAPI model (`unique=True, index=True`).
     // A unique index reports its own name as the violated constraint.
     "ix_users_email",
+    // `email_keys`' primary key (schema.postgres.sql): an equivalent email (NFKC, case folded)
+    // is registered, by a request that passed the check before this one committed.
+    "email_keys_pkey",
 ];
+
+/// The id of the user an email (`$1` its key, `$2` the email) belongs to, or NULL: the key's
+/// holder, or else the lowest id whose email equals it without regard to case (a row with no
+/// key yet, written by the FastAPI service since this instance started). A key whose user is
+/// gone (deleted by the FastAPI service since start) is no holder.
+macro_rules! holder_of_key {
+    () => {
+        "coalesce((SELECT k.user_id FROM email_keys k JOIN users u ON u.id = k.user_id \
+                   WHERE k.key = $1), \
+         (SELECT id FROM users WHERE lower(email) = lower($2) ORDER BY id LIMIT 1))"
+    };
+}
 
 impl From<postgres::Error> for DbError {
     fn from(err: postgres::Error) -> DbError {
@@ -154,6 +173,7 @@ impl PostgresDb {
         let mut tx = conn.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
         tx.batch_execute(SCHEMA)?;
+        backfill_email_keys(&mut tx)?;
         tx.commit()?;
         Ok(db)
     }
@@ -170,14 +190,16 @@ impl Store for PostgresDb {
         Ok(())
     }
 
-    /// Finds a user by email, compared without regard to case.
+    /// Finds the user whose email is `email` under [`email_key`]: the key's holder, or else
+    /// the lowest id equal without regard to case (a row written since start, with no key).
     fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
         let sql = concat!(
             "SELECT ",
             user_columns!(),
-            " FROM users WHERE lower(email) = lower($1) ORDER BY id LIMIT 1"
+            " FROM users WHERE id = ",
+            holder_of_key!()
         );
-        let row = self.conn()?.query_opt(sql, &[&email])?;
+        let row = self.conn()?.query_opt(sql, &[&email_key(email), &email])?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
@@ -192,19 +214,21 @@ impl Store for PostgresDb {
         row.map(|r| user_from_row(&r)).transpose()
     }
 
-    /// Stores a new user and returns the stored row; [`DbError::EmailTaken`] when the email is
-    /// registered already in any case, also when another instance is registering it right now.
+    /// Stores a new user and its email key and returns the stored row;
+    /// [`DbError::EmailTaken`] when an equivalent email is registered already, also when
+    /// another instance is registering it right now.
     fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError> {
+        let key = email_key(user.email);
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
         tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(lower($1), 0))",
-            &[&user.email],
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&key],
         )?;
         let taken: bool = tx
             .query_one(
-                "SELECT EXISTS(SELECT 1 FROM users WHERE lower(email) = lower($1))",
-                &[&user.email],
+                concat!("SELECT ", holder_of_key!(), " IS NOT NULL"),
+                &[&key, &user.email],
             )?
             .get(0);
         if taken {
@@ -225,8 +249,13 @@ impl Store for PostgresDb {
                 &user.password_hash,
             ],
         )?;
+        let stored = user_from_row(&row)?;
+        tx.execute(
+            "INSERT INTO email_keys (key, user_id) VALUES ($1, $2::int8::int4)",
+            &[&key, &stored.id],
+        )?;
         tx.commit()?;
-        user_from_row(&row)
+        Ok(stored)
     }
 
     /// Replaces the hash if it is still `old_hash`: one `UPDATE`, whose condition PostgreSQL
@@ -244,6 +273,47 @@ impl Store for PostgresDb {
         )?;
         Ok(changed == 1)
     }
+}
+
+/// Gives every user without an email key its key, in id order, so that where two existing
+/// emails are one identity the lower id keeps it (logged, never fatal). Runs at every start,
+/// under the schema lock; after the first it only finds rows written since by the FastAPI
+/// service, and the collisions it logged before.
+fn backfill_email_keys(tx: &mut postgres::Transaction<'_>) -> Result<(), DbError> {
+    let keyless = tx.query(
+        "SELECT u.id::int8, u.email FROM users u \
+         WHERE NOT EXISTS (SELECT 1 FROM email_keys k WHERE k.user_id = u.id) ORDER BY u.id",
+        &[],
+    )?;
+    let mut given = 0;
+    for row in keyless {
+        let (id, email): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+        let key = email_key(&email);
+        if key.is_empty() {
+            warn_keyless(id);
+            continue;
+        }
+        let inserted = tx.execute(
+            "INSERT INTO email_keys (key, user_id) VALUES ($1, $2::int8::int4) \
+             ON CONFLICT DO NOTHING",
+            &[&key, &id],
+        )?;
+        if inserted == 1 {
+            given += 1;
+        } else {
+            let owner: i64 = tx
+                .query_one(
+                    "SELECT user_id::int8 FROM email_keys WHERE key = $1",
+                    &[&key],
+                )?
+                .try_get(0)?;
+            warn_key_collision(id, owner);
+        }
+    }
+    if given > 0 {
+        log::info!("gave {given} existing users their email key");
+    }
+    Ok(())
 }
 
 fn user_from_row(row: &Row) -> Result<UserRow, DbError> {

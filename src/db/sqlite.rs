@@ -23,13 +23,28 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, OpenFlags, OptionalExtension};
 
-use super::{to_rfc3339, DbError, NewUserRow, PoolOptions, Store, UserRow};
+use super::{
+    to_rfc3339, warn_key_collision, warn_keyless, DbError, NewUserRow, PoolOptions, Store, UserRow,
+};
+use crate::fields::email_key;
 
 /// The user columns in the order `user_from_row` reads them. A macro so each statement is one
 /// literal.
 macro_rules! user_columns {
     () => {
         "id, name, phone, image_url, email, password_hash, created_at, updated_at"
+    };
+}
+
+/// The id of the user an email (`?1` its key, `?2` the email) belongs to, or NULL: the key's
+/// holder, or else the lowest id whose email equals it without regard to case (a row with no
+/// key yet, written by the FastAPI service since this instance started). A key whose user is
+/// gone (deleted by the FastAPI service since start) is no holder.
+macro_rules! holder_of_key {
+    () => {
+        "coalesce((SELECT k.user_id FROM email_keys k JOIN users u ON u.id = k.user_id \
+                   WHERE k.key = ?1), \
+         (SELECT id FROM users WHERE lower(email) = lower(?2) ORDER BY id LIMIT 1))"
     };
 }
 
@@ -45,7 +60,7 @@ const SQLITE_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.6f";
 /// How SQLite names the email's unique index in "UNIQUE constraint failed: <name>": the one
 /// constraint failure that means the email is taken. Every other one (NOT NULL, CHECK, a
 /// trigger's `RAISE`, the primary key, a unique index someone else added) is a failure of ours.
-const EMAIL_INDEX_NAMES: [&str; 2] = [
+const EMAIL_INDEX_NAMES: [&str; 3] = [
     // `ix_users_email ON users (email)`, in schema.sql and in the FastAPI service's databases
     // (SQLAlchemy's `unique=True, index=True`). An index on plain columns is named by its
     // columns, `table.column`, as a column's own `UNIQUE` would be.
@@ -53,13 +68,21 @@ const EMAIL_INDEX_NAMES: [&str; 2] = [
     // The same index if it is ever built on an expression such as `lower(email)`: SQLite then
     // names it by its name.
     "index 'ix_users_email'",
+    // `email_keys (key TEXT PRIMARY KEY)`: an equivalent email (NFKC, case folded) is
+    // registered. A primary key on a text column is named by its column, as above.
+    "email_keys.key",
 ];
 
 /// Tells whether `err` is the email's unique index refusing a second row for one address.
 fn is_email_taken(err: &rusqlite::Error) -> bool {
     match err {
         rusqlite::Error::SqliteFailure(cause, Some(message)) => {
-            cause.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            // email_keys' key is a PRIMARY KEY, which SQLite reports with a code of its own.
+            [
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE,
+                rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
+            ]
+            .contains(&cause.extended_code)
                 && message
                     .strip_prefix("UNIQUE constraint failed: ")
                     .is_some_and(|name| EMAIL_INDEX_NAMES.contains(&name))
@@ -143,7 +166,11 @@ impl SqliteDb {
             .build(manager)
             .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         let db = SqliteDb { pool, file };
-        db.conn()?.execute_batch(SCHEMA)?;
+        let mut conn = db.conn()?;
+        conn.execute_batch(SCHEMA)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        backfill_email_keys(&tx)?;
+        tx.commit()?;
         Ok(db)
     }
 
@@ -239,15 +266,19 @@ impl Store for SqliteDb {
         Ok(())
     }
 
-    /// Finds a user by email, compared without regard to case.
+    /// Finds the user whose email is `email` under [`email_key`]: the key's holder, or else
+    /// the lowest id equal without regard to case (a row written since start, with no key).
     fn find_user_by_email(&self, email: &str) -> Result<Option<UserRow>, DbError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(concat!(
             "SELECT ",
             user_columns!(),
-            " FROM users WHERE lower(email) = lower(?1) ORDER BY id LIMIT 1"
+            " FROM users WHERE id = ",
+            holder_of_key!()
         ))?;
-        Ok(stmt.query_row(params![email], user_from_row).optional()?)
+        Ok(stmt
+            .query_row(params![email_key(email), email], user_from_row)
+            .optional()?)
     }
 
     /// Finds a user by id.
@@ -263,15 +294,17 @@ impl Store for SqliteDb {
 
     /// Stores a new user and returns the stored row.
     ///
-    /// Fails with [`DbError::EmailTaken`] when the email is registered already, whatever its
-    /// case, including when another request registers it at the same moment: the check and the
-    /// insert run in one `IMMEDIATE` transaction, which SQLite serialises across writers.
+    /// Fails with [`DbError::EmailTaken`] when an equivalent email is registered already,
+    /// including when another request registers it at the same moment: the check and both
+    /// inserts run in one `IMMEDIATE` transaction, which SQLite serialises across writers, and
+    /// the key's primary key would refuse a second holder anyway.
     fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError> {
+        let key = email_key(user.email);
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let taken: bool = tx
-            .prepare_cached("SELECT EXISTS(SELECT 1 FROM users WHERE lower(email) = lower(?1))")?
-            .query_row(params![user.email], |row| row.get(0))?;
+            .prepare_cached(concat!("SELECT ", holder_of_key!(), " IS NOT NULL"))?
+            .query_row(params![key, user.email], |row| row.get(0))?;
         if taken {
             return Err(DbError::EmailTaken);
         }
@@ -293,6 +326,13 @@ impl Store for SqliteDb {
                 ],
                 user_from_row,
             )?;
+        // A key still naming this id belonged to a deleted user whose id SQLite reused: our
+        // connections enforce the foreign key (bundled SQLite turns them on), but the FastAPI
+        // service's do not, so its deletes leave keys behind. It is not this user's key.
+        tx.prepare_cached("DELETE FROM email_keys WHERE user_id = ?1")?
+            .execute(params![row.id])?;
+        tx.prepare_cached("INSERT INTO email_keys (key, user_id) VALUES (?1, ?2)")?
+            .execute(params![key, row.id])?;
         tx.commit()?;
         Ok(row)
     }
@@ -315,6 +355,50 @@ impl Store for SqliteDb {
     }
 }
 
+/// Gives every user without an email key its key, in id order, so that where two existing
+/// emails are one identity the lower id keeps it (logged, never fatal); first drops keys whose
+/// user is gone. Runs at every start; after the first it only finds rows written since by the
+/// FastAPI service, and the collisions it logged before.
+fn backfill_email_keys(tx: &rusqlite::Transaction<'_>) -> Result<(), DbError> {
+    tx.execute(
+        "DELETE FROM email_keys WHERE user_id NOT IN (SELECT id FROM users)",
+        [],
+    )?;
+    let keyless: Vec<(i64, String)> = tx
+        .prepare(
+            "SELECT id, email FROM users WHERE id NOT IN (SELECT user_id FROM email_keys) \
+             ORDER BY id",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, any_text(row, 1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut given = 0;
+    for (id, email) in keyless {
+        let key = email_key(&email);
+        if key.is_empty() {
+            warn_keyless(id);
+            continue;
+        }
+        let inserted = tx.execute(
+            "INSERT INTO email_keys (key, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![key, id],
+        )?;
+        if inserted == 1 {
+            given += 1;
+        } else {
+            let owner: i64 = tx.query_row(
+                "SELECT user_id FROM email_keys WHERE key = ?1",
+                params![key],
+                |row| row.get(0),
+            )?;
+            warn_key_collision(id, owner);
+        }
+    }
+    if given > 0 {
+        log::info!("gave {given} existing users their email key");
+    }
+    Ok(())
+}
+
 fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
         id: row.get(0)?,
@@ -323,14 +407,15 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
         image_url: row.get(3)?,
         email: row.get(4)?,
         password_hash: row.get(5)?,
-        created_at: to_rfc3339(&timestamp_text(row, 6)?),
-        updated_at: to_rfc3339(&timestamp_text(row, 7)?),
+        created_at: to_rfc3339(&any_text(row, 6)?),
+        updated_at: to_rfc3339(&any_text(row, 7)?),
     })
 }
 
-/// Reads a timestamp column as text. SQLite may hand back a number if someone stored one, so
-/// take whatever is there rather than failing the whole row.
-fn timestamp_text(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<String> {
+/// Reads a column (a timestamp, or an email at start) as text. SQLite may hand back a number
+/// if someone stored one, so take whatever is there rather than failing the whole row: one
+/// odd row must not stop the server from starting.
+fn any_text(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<String> {
     use rusqlite::types::ValueRef;
     Ok(match row.get_ref(idx)? {
         ValueRef::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
@@ -413,6 +498,29 @@ mod tests {
                 .replace("ada@", "ADA@"),
         );
         assert!(matches!(err, DbError::EmailTaken), "{err:?}");
+    }
+
+    #[test]
+    fn a_second_holder_of_an_email_key_means_email_taken() {
+        let conn = ours();
+        conn.execute(
+            "INSERT INTO email_keys (key, user_id) VALUES ('ada@example.com', 1)",
+            [],
+        )
+        .expect("the first user's key");
+        conn.execute(&INSERT.replace("ada@", "ADA@"), [])
+            .expect("a second row, as a race would insert it");
+        let err = failure(
+            &conn,
+            "INSERT INTO email_keys (key, user_id) VALUES ('ada@example.com', 2)",
+        );
+        assert!(matches!(err, DbError::EmailTaken), "{err:?}");
+        // One user with two keys is a bug of ours, not a taken email.
+        let err = failure(
+            &conn,
+            "INSERT INTO email_keys (key, user_id) VALUES ('other@example.com', 1)",
+        );
+        assert!(matches!(err, DbError::Other(_)), "{err:?}");
     }
 
     #[test]

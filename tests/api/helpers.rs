@@ -75,7 +75,8 @@ pub fn spawn_instance_sharing(app: &TestApp, vars: &[(&str, &str)]) -> TestApp {
     start(app.db.clone(), app.database_url.clone(), None, vars)
 }
 
-fn spawn_app_on(fresh: FreshDb, vars: &[(&str, &str)]) -> TestApp {
+/// Starts a server on a database the test has prepared (see [`FreshDb`]), which it then owns.
+pub fn spawn_app_on(fresh: FreshDb, vars: &[(&str, &str)]) -> TestApp {
     let (db, url) = (fresh.db.clone(), fresh.database_url.clone());
     start(db, url, Some(fresh), vars)
 }

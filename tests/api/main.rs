@@ -15,6 +15,7 @@ mod front_door;
 mod hashing;
 mod headers;
 mod health;
+mod identity;
 mod instances;
 mod login;
 mod me;
