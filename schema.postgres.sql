@@ -42,7 +42,7 @@ END $$;
 -- COLLATE "C": keys are compared byte for byte, never by a locale.
 CREATE TABLE IF NOT EXISTS email_keys (
     key TEXT COLLATE "C" NOT NULL,
-    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE ON UPDATE CASCADE,
     CONSTRAINT email_keys_pkey PRIMARY KEY (key),
     CONSTRAINT email_keys_user_id_key UNIQUE (user_id)
 );

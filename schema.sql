@@ -26,5 +26,5 @@ CREATE INDEX IF NOT EXISTS ix_users_email_lower ON users (lower(email));
 -- (the FastAPI service's, or any written before this table) get one at start, in id order.
 CREATE TABLE IF NOT EXISTS email_keys (
 	key TEXT NOT NULL PRIMARY KEY,
-	user_id INTEGER NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE
+	user_id INTEGER NOT NULL UNIQUE REFERENCES users (id) ON DELETE CASCADE ON UPDATE CASCADE
 );
