@@ -21,6 +21,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use jsonwebtoken::Algorithm;
 
+use crate::client::TrustedProxies;
+use crate::throttle::Limits;
+
 /// Which database the service stores users in, parsed from `DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseConfig {
@@ -125,6 +128,14 @@ pub struct Config {
     /// How long writing a whole response may take (`WRITE_TIMEOUT`, seconds); a client that
     /// does not read it in time is dropped.
     pub write_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` name the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    /// Login and registration limits (`RATE_LIMITS` and the `LOGIN_*` and `REGISTRATION*`
+    /// settings).
+    pub rate_limits: Limits,
+    /// Hashing jobs one client may hold queued or running (`HASH_JOBS_PER_CLIENT`); `None`: a
+    /// quarter of the pool.
+    pub hash_jobs_per_client: Option<usize>,
 }
 
 /// A configuration value that stops start-up.
@@ -169,7 +180,7 @@ impl From<ConfigError> for ArgsError {
 
 /// Every variable the service reads, in the order they are checked: the fields of
 /// `Settings`, in order (a unit test holds the two together).
-pub const VARIABLES: [&str; 20] = [
+pub const VARIABLES: [&str; 31] = [
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT",
@@ -189,6 +200,17 @@ pub const VARIABLES: [&str; 20] = [
     "HEADER_TIMEOUT",
     "BODY_TIMEOUT",
     "WRITE_TIMEOUT",
+    "TRUSTED_PROXIES",
+    "RATE_LIMITS",
+    "LOGIN_LOCK_AFTER",
+    "LOGIN_LOCK_AFTER_PER_CLIENT",
+    "LOGIN_LOCK_SECONDS",
+    "LOGIN_LOCK_MAX_SECONDS",
+    "LOGIN_FAILURES_PER_ACCOUNT",
+    "LOGIN_FAILURE_WINDOW",
+    "REGISTRATIONS_PER_CLIENT",
+    "REGISTRATION_WINDOW",
+    "HASH_JOBS_PER_CLIENT",
     "RUST_LOG",
 ];
 
@@ -341,6 +363,63 @@ struct Settings {
     #[arg(long, env = "WRITE_TIMEOUT", default_value_t = 10,
           value_parser = whole::<u64>(1, 3600, "a whole number of seconds"))]
     write_timeout: u64,
+
+    /// Proxies whose X-Forwarded-For / Forwarded are believed: addresses and CIDR ranges,
+    /// comma-separated (by default none)
+    #[arg(long, env = "TRUSTED_PROXIES", value_parser = setting(TrustedProxies::parse))]
+    trusted_proxies: Option<TrustedProxies>,
+
+    /// on or off: every login, registration and per-client hashing limit below at once
+    #[arg(long, env = "RATE_LIMITS", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = setting(on_off))]
+    rate_limits: bool,
+
+    /// Failed logins from one address on one account before it is locked out for a while
+    #[arg(long, env = "LOGIN_LOCK_AFTER", default_value_t = 5,
+          value_parser = whole::<u32>(1, 1000, "a number of failures"))]
+    login_lock_after: u32,
+
+    /// Failed logins from one address on any accounts before the address is locked out
+    #[arg(long, env = "LOGIN_LOCK_AFTER_PER_CLIENT", default_value_t = 20,
+          value_parser = whole::<u32>(1, 100_000, "a number of failures"))]
+    login_lock_after_per_client: u32,
+
+    /// Seconds of the first lock-out; each further failure doubles it
+    #[arg(long, env = "LOGIN_LOCK_SECONDS", default_value_t = 2,
+          value_parser = whole::<u64>(1, 86_400, "a whole number of seconds"))]
+    login_lock_seconds: u64,
+
+    /// Seconds of the longest lock-out
+    #[arg(long, env = "LOGIN_LOCK_MAX_SECONDS", default_value_t = 900,
+          value_parser = whole::<u64>(1, 86_400, "a whole number of seconds"))]
+    login_lock_max_seconds: u64,
+
+    /// Failed password checks one account allows per LOGIN_FAILURE_WINDOW, over every instance
+    // 100 an hour is OWASP ASVS 4.0 2.2.1's bar.
+    #[arg(long, env = "LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 100,
+          value_parser = whole::<u32>(1, 100_000, "a number of failures"))]
+    login_failures_per_account: u32,
+
+    /// Seconds over which failed logins are counted (and then forgotten)
+    #[arg(long, env = "LOGIN_FAILURE_WINDOW", default_value_t = 3600,
+          value_parser = whole::<u64>(1, 604_800, "a whole number of seconds"))]
+    login_failure_window: u64,
+
+    /// Registrations one address may attempt per REGISTRATION_WINDOW
+    #[arg(long, env = "REGISTRATIONS_PER_CLIENT", default_value_t = 10,
+          value_parser = whole::<u32>(1, 100_000, "a number of registrations"))]
+    registrations_per_client: u32,
+
+    /// Seconds over which registrations are counted
+    #[arg(long, env = "REGISTRATION_WINDOW", default_value_t = 3600,
+          value_parser = whole::<u64>(1, 604_800, "a whole number of seconds"))]
+    registration_window: u64,
+
+    /// Logins and registrations one address may have queued or hashing: by default a quarter
+    /// of HASH_THREADS + HASH_QUEUE_SIZE (more get 503)
+    #[arg(long, env = "HASH_JOBS_PER_CLIENT",
+          value_parser = whole::<usize>(1, 100_000, "a job count"))]
+    hash_jobs_per_client: Option<usize>,
 
     /// Log filter: by default info (e.g. warn, debug, access=off); passed through as it is
     #[arg(long, env = "RUST_LOG")]
@@ -497,6 +576,19 @@ impl Config {
             header_timeout: Duration::from_secs(settings.header_timeout),
             body_timeout: Duration::from_secs(settings.body_timeout),
             write_timeout: Duration::from_secs(settings.write_timeout),
+            trusted_proxies: settings.trusted_proxies.unwrap_or_default(),
+            rate_limits: Limits {
+                enabled: settings.rate_limits,
+                login_lock_after: settings.login_lock_after,
+                login_lock_after_per_client: settings.login_lock_after_per_client,
+                login_lock: Duration::from_secs(settings.login_lock_seconds),
+                login_lock_max: Duration::from_secs(settings.login_lock_max_seconds),
+                login_failures_per_account: settings.login_failures_per_account,
+                login_failure_window: Duration::from_secs(settings.login_failure_window),
+                registrations_per_client: settings.registrations_per_client,
+                registration_window: Duration::from_secs(settings.registration_window),
+            },
+            hash_jobs_per_client: settings.hash_jobs_per_client,
         })
     }
 }
@@ -634,6 +726,14 @@ fn host(value: &str) -> Result<String, String> {
         ));
     }
     Ok(value.to_owned())
+}
+
+fn on_off(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{} is neither on nor off", quote(value))),
+    }
 }
 
 fn port(value: &str) -> Result<u16, String> {

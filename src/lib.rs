@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod client;
 mod config;
 mod db;
 mod error;
@@ -17,6 +18,7 @@ mod routes;
 mod security;
 mod server;
 mod state;
+mod throttle;
 
 pub use config::{redact_url, ArgsError, Config, DatabaseConfig, VARIABLES};
 pub use db::{Db, NewUserRow, PoolOptions};

@@ -6,11 +6,12 @@
 //! connection's thread, at most `WORKERS` requests at once; work that needs bcrypt is handed to
 //! the [`HashPool`], which answers it through `respond` like any other.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::client::{self, TrustedProxies};
 use crate::config::{Config, DatabaseConfig};
 use crate::db::{Db, DbError, PoolOptions};
 use crate::error::{ApiError, Result};
@@ -19,6 +20,7 @@ use crate::http::{self, ApiResponse, HttpRequest};
 use crate::routes::{self, Reply};
 use crate::security::TokenKeys;
 use crate::state::AppState;
+use crate::throttle::Throttle;
 
 /// How often a stopping server looks whether its last requests have been answered.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
@@ -68,6 +70,8 @@ struct AccessLog {
     method: String,
     path: String,
     started: Instant,
+    /// The client's address, worked out once for every handler and limit.
+    client: IpAddr,
 }
 
 /// What the connection threads' handler shares.
@@ -78,6 +82,8 @@ struct Shared {
     handling: Permits,
     /// Where requests that need bcrypt are handed over.
     hashing: HashPool,
+    /// Whose `X-Forwarded-For` and `Forwarded` headers are believed.
+    trusted_proxies: TrustedProxies,
 }
 
 /// A counting semaphore: how many requests may be handled at once. Connections are many and
@@ -146,6 +152,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         hash_threads,
         config.hash_queue_size,
         config.hash_queue_timeout,
+        hash_jobs_per_client(config, hash_threads),
         state.clone(),
     )
     .map_err(|e| StartError::Other(format!("cannot start a thread: {e}")))?;
@@ -155,6 +162,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         state,
         handling: Permits::new(workers),
         hashing,
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     let server = Server {
         addr,
@@ -167,11 +175,33 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         .set_handler(Arc::new(move |request: tiny_http::Request| {
             // Gone only once the server is dropped: the request is then answered 500.
             if let Some(shared) = handler_shared.upgrade() {
-                shared.handling.run(|| handle(&shared, request));
+                // Handing work to the hashing pool may wait for the client's share of it: on
+                // the connection's own thread, after its worker permit is given back.
+                if let Some((work, request, log)) = shared.handling.run(|| handle(&shared, request))
+                {
+                    let client = Some(client::limit_key(log.client));
+                    shared.hashing.submit(work, client, move |response| {
+                        respond(request, response, &log)
+                    });
+                }
             }
         }));
     log::info!("listening on http://{addr} ({workers} workers, {hash_threads} hashing threads)");
     Ok(server)
+}
+
+/// How many hashing jobs one client may hold queued or running: `HASH_JOBS_PER_CLIENT`, by
+/// default a quarter of what the pool holds (threads and queue), at least one; no limit with
+/// `RATE_LIMITS=off`.
+fn hash_jobs_per_client(config: &Config, hash_threads: usize) -> Option<usize> {
+    if !config.rate_limits.enabled {
+        return None;
+    }
+    Some(
+        config
+            .hash_jobs_per_client
+            .unwrap_or(((hash_threads + config.hash_queue_size) / 4).max(1)),
+    )
 }
 
 /// Opens the database with a pool of `connections` and builds what the handlers share.
@@ -195,6 +225,7 @@ fn open_state(config: &Config, connections: usize) -> std::result::Result<AppSta
             config.access_token_expire_minutes,
         ),
         bcrypt_cost: config.bcrypt_cost,
+        throttle: Arc::new(Throttle::new(config.rate_limits.clone())),
     })
 }
 
@@ -306,20 +337,40 @@ fn wait_until(done: impl Fn() -> bool, at_most: Duration) {
     }
 }
 
-/// Routes one request and answers it, or hands it to the hashing pool.
-fn handle(shared: &Shared, mut request: tiny_http::Request) {
+/// Work for the hashing pool, with the request it answers and its access-log line.
+type ForHashing = (routes::Deferred, tiny_http::Request, AccessLog);
+
+/// Routes one request and answers it, or returns the work to hand to the hashing pool.
+fn handle(shared: &Shared, mut request: tiny_http::Request) -> Option<ForHashing> {
     let log = AccessLog {
         method: request.method().as_str().to_owned(),
         path: http::path_of(&request).to_owned(),
         started: Instant::now(),
+        client: client_of(&request, &shared.trusted_proxies),
     };
     match dispatch(&shared.state, &mut request, &log) {
         Ok(Reply::Now(response)) => respond(request, response, &log),
         Err(err) => respond(request, err.into_response(), &log),
-        Ok(Reply::Deferred(work)) => shared
-            .hashing
-            .submit(work, move |response| respond(request, response, &log)),
+        Ok(Reply::Deferred(work)) => return Some((work, request, log)),
     }
+    None
+}
+
+/// The request's client address: the TCP peer, or the address a trusted proxy forwarded.
+fn client_of(request: &tiny_http::Request, proxies: &TrustedProxies) -> IpAddr {
+    // tiny_http has no peer only for a connection that is not TCP (never ours).
+    let peer = request
+        .remote_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), SocketAddr::ip);
+    if proxies.is_empty() {
+        return peer;
+    }
+    client::client_address(
+        peer,
+        proxies,
+        &http::header_values(request, "X-Forwarded-For"),
+        &http::header_values(request, "Forwarded"),
+    )
 }
 
 /// Finds the handler, reads the body it needs, and runs it, turning a panic into a 500.
@@ -330,7 +381,7 @@ fn dispatch(state: &AppState, request: &mut tiny_http::Request, log: &AccessLog)
     } else {
         Vec::new()
     };
-    let request = HttpRequest::new(request, body, matched.params);
+    let request = HttpRequest::new(request, body, matched.params, log.client);
     run_handler(matched.route.handler, state, &request)
 }
 
@@ -377,7 +428,7 @@ mod tests {
         let result = run_handler(
             panicking_handler,
             &state,
-            &HttpRequest::new(&raw, Vec::new(), Vec::new()),
+            &HttpRequest::new(&raw, Vec::new(), Vec::new(), IpAddr::from([127, 0, 0, 1])),
         );
         let Err(err) = result else {
             panic!("a panic must become an error")

@@ -207,6 +207,9 @@ pub struct TokenResponse {
             example = json!({"detail": "Email already registered"})),
         (status = 413, description = "The body is over 64 KiB.", body = ErrorResponse),
         (status = 422, description = "Invalid fields, all listed; also malformed JSON or another content type.", body = ValidationErrorResponse),
+        (status = 429, description = "Too many registrations from this address (`REGISTRATIONS_PER_CLIENT`).", body = ErrorResponse,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again")),
+            example = json!({"detail": "Too many registrations from this address, try again later"})),
         (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
             headers(("Allow" = String, description = "The methods this path accepts"))),
         (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
@@ -220,6 +223,8 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     if state.db.find_user_by_email(&new.email)?.is_some() {
         return Err(ApiError::Conflict("Email already registered"));
     }
+    // Counted once it would cost a hash: invalid bodies and taken emails cost next to nothing.
+    state.throttle.begin_registration(request.client())?;
     Ok(Reply::Deferred(Box::new(
         move |state: &AppState, claim: &dyn Claim| {
             let hash = security::hash_password(&new.password, state.bcrypt_cost)
@@ -263,6 +268,9 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
             example = json!({"detail": "Incorrect email or password"})),
         (status = 413, description = "The body is over 64 KiB.", body = ErrorResponse),
         (status = 422, description = "Missing fields, wrong types, malformed body or another content type.", body = ValidationErrorResponse),
+        (status = 429, description = "Too many failed logins for this email from this address, from this address overall, or for this email from everywhere; the same answer for registered and unknown emails. No password was checked.", body = ErrorResponse,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again")),
+            example = json!({"detail": "Too many failed logins, try again later"})),
         (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
             headers(("Allow" = String, description = "The methods this path accepts"))),
         (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
@@ -273,9 +281,17 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
 pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let credentials =
         parse_login(&request.body, request.header("Content-Type")).map_err(ApiError::Validation)?;
+    // Before the hash is queued, so that a refused guess costs no bcrypt; keyed by the
+    // normalised email whether or not it is registered, so a 429 says nothing about that.
+    let mut attempt =
+        state
+            .throttle
+            .begin_login(&state.db, &credentials.email, request.client())?;
     let user = state.db.find_user_by_email(&credentials.email)?;
     Ok(Reply::Deferred(Box::new(
         move |state: &AppState, _claim: &dyn Claim| {
+            // The account's budget, shared by every instance, is taken just before the hash.
+            attempt.reserve()?;
             let stored_hash = user.as_ref().map(|u| u.password_hash.as_str());
             let matches =
                 security::verify_password(&credentials.password, stored_hash, state.bcrypt_cost)
@@ -283,8 +299,14 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
                         ApiError::internal(format!("stored password hash unreadable: {e}"))
                     })?;
             let user = match user {
-                Some(user) if matches => user,
-                _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
+                Some(user) if matches => {
+                    attempt.succeeded();
+                    user
+                }
+                _ => {
+                    attempt.failed();
+                    return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
+                }
             };
             let access_token = state.tokens.issue(user.id).map_err(ApiError::internal)?;
             Ok(ApiResponse::json(

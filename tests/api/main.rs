@@ -19,3 +19,4 @@ mod outage;
 mod register;
 mod shutdown;
 mod slow_clients;
+mod throttle;
