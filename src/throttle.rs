@@ -252,7 +252,8 @@ impl Throttle {
                     .min(self.limits.login_lock_max);
                 entry.locked_until = Some(now + lock);
             }
-        } else if clear && entry.in_flight == 0 {
+        } else if entry.in_flight == 0 && (clear || entry.failures == 0) {
+            // Nothing left to remember: keeps the map to the clients that failed lately.
             lockouts.entries.remove(key);
         }
     }
