@@ -1781,6 +1781,63 @@ mod tests {
         assert!(err.message.contains("\\u{1b}"), "{err}");
     }
 
+    // ---- TRUSTED_PROXIES, RATE_LIMITS and the limits ----
+
+    #[test]
+    fn limits_are_on_by_default_at_small_deployment_values() {
+        let config = config(&[]).unwrap();
+        assert!(config.trusted_proxies.is_empty());
+        let limits = &config.rate_limits;
+        assert!(limits.enabled);
+        assert_eq!(limits.login_lock_after, 5);
+        assert_eq!(limits.login_failures_per_account, 100);
+        assert_eq!(limits.login_failure_window, Duration::from_secs(3600));
+        assert_eq!(limits.registrations_per_client, 10);
+        assert_eq!(config.hash_jobs_per_client, None);
+    }
+
+    #[test]
+    fn rate_limits_is_on_or_off_and_nothing_else() {
+        assert!(
+            !config(&[("RATE_LIMITS", "off")])
+                .unwrap()
+                .rate_limits
+                .enabled
+        );
+        assert!(
+            config(&[("RATE_LIMITS", "ON")])
+                .unwrap()
+                .rate_limits
+                .enabled
+        );
+        let err = refusal(&[("RATE_LIMITS", "false")]);
+        assert_eq!(err.variable, "RATE_LIMITS");
+        assert!(err.message.contains("neither on nor off"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges_and_refuse_anything_else() {
+        let config = config(&[("TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).unwrap();
+        assert!(config.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+        assert!(!config.trusted_proxies.contains("11.0.0.1".parse().unwrap()));
+        let err = refusal(&[("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")]);
+        assert_eq!(err.variable, "TRUSTED_PROXIES");
+        assert!(err.message.contains("proxy.internal"), "{err}");
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused() {
+        for (variable, value) in [
+            ("LOGIN_LOCK_AFTER", "0"),
+            ("LOGIN_FAILURES_PER_ACCOUNT", "0"),
+            ("LOGIN_FAILURE_WINDOW", "0"),
+            ("REGISTRATIONS_PER_CLIENT", "-1"),
+            ("HASH_JOBS_PER_CLIENT", "0"),
+        ] {
+            assert_eq!(refusal(&[(variable, value)]).variable, variable);
+        }
+    }
+
     // ---- PORT ----
 
     #[test]

@@ -438,6 +438,32 @@ mod tests {
     }
 
     #[test]
+    fn a_client_holding_its_share_waits_then_gets_503_while_another_client_is_queued() {
+        let (state, _dir) = AppState::for_tests();
+        let pool = HashPool::start(1, 8, Duration::from_secs(10), Some(1), Arc::new(state))
+            .expect("threads");
+        let (sender, answered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let blocked: Deferred = Box::new(move |_, _| {
+            let _ = released.recv();
+            Ok(ApiResponse::json(200, &"done"))
+        });
+        let flooder = Some(IpAddr::from([127, 0, 0, 1]));
+        pool.submit(blocked, flooder, answer(&sender));
+        let started = Instant::now();
+        pool.submit(ok(201), flooder, answer(&sender));
+        assert_eq!(answered.try_recv(), Ok(503), "refused after its wait");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+        // Another client is queued at once, behind the flooder's one job.
+        pool.submit(ok(202), Some(IpAddr::from([127, 0, 0, 2])), answer(&sender));
+        assert_eq!(answered.try_recv(), Err(mpsc::TryRecvError::Empty));
+        release.send(()).expect("the first work is waiting");
+        drop(sender);
+        pool.shutdown();
+        assert_eq!(answered.iter().collect::<Vec<_>>(), [200, 202]);
+    }
+
+    #[test]
     fn work_past_its_deadline_is_answered_503_and_can_no_longer_claim_its_client() {
         let (pool, _dir) = pool(4, Duration::from_millis(100));
         let (sender, answered) = mpsc::channel();

@@ -317,7 +317,7 @@ impl LoginAttempt {
                 Ok(())
             }
             LoginBudget::Spent { retry_after_ms } => {
-                log::warn!("login refused: an account's failed-login budget is spent");
+                log::debug!("login refused: the failed-login budget of its email is spent");
                 let wait = Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0));
                 Err(too_many(TOO_MANY_LOGINS, wait))
             }
