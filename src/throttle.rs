@@ -209,9 +209,12 @@ impl Throttle {
         Ok(())
     }
 
-    /// How long `key` is still locked out, if it is. A key with failures already past its
-    /// threshold is also held back while another attempt on it is being verified, so that a
-    /// burst cannot slip past a lock that is about to fall.
+    /// How long `key` is still locked out, if it is.
+    ///
+    /// Attempts being verified count as failures to come, so that a burst sent at once cannot
+    /// slip past a lock that its first replies would set: for one account from one address
+    /// always (no one logs in to one account five times at once), for a whole address only
+    /// once it has failed (many people behind one NAT may log in together).
     fn lock_remaining(
         &self,
         lockouts: &mut Lockouts,
@@ -228,7 +231,10 @@ impl Throttle {
         if let Some(until) = entry.locked_until.filter(|until| *until > now) {
             return Some(until - now);
         }
-        (entry.failures > 0 && entry.failures + entry.in_flight >= after && entry.in_flight > 0)
+        let counts_in_flight = matches!(key, Key::Pair(..)) || entry.failures > 0;
+        (counts_in_flight
+            && entry.in_flight > 0
+            && entry.failures.saturating_add(entry.in_flight) >= after)
             .then_some(Duration::from_secs(1))
     }
 
