@@ -28,6 +28,12 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// Connections the kernel may queue for accepting (it caps this at `net.core.somaxconn`).
 const LISTEN_BACKLOG: i32 = 4096;
 
+/// How long a throttled client waits for its 429. Its request cost no hash, but answering it
+/// at once would let a client looping on 429s spend the CPU the hashing threads (at a lower
+/// priority) need; waiting on its connection's thread costs nothing, and slows such a loop to
+/// one request a second per connection (and connections per client are limited).
+const THROTTLED_ANSWER_DELAY: Duration = Duration::from_secs(1);
+
 /// How long a graceful shutdown waits for requests still arriving or being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -175,14 +181,20 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         .set_handler(Arc::new(move |request: tiny_http::Request| {
             // Gone only once the server is dropped: the request is then answered 500.
             if let Some(shared) = handler_shared.upgrade() {
-                // Handing work to the hashing pool may wait for the client's share of it: on
-                // the connection's own thread, after its worker permit is given back.
-                if let Some((work, request, log)) = shared.handling.run(|| handle(&shared, request))
-                {
-                    let client = Some(client::limit_key(log.client));
-                    shared.hashing.submit(work, client, move |response| {
-                        respond(request, response, &log)
-                    });
+                // What may wait (the client's share of the hashing pool, a throttled answer)
+                // waits on the connection's own thread, after its worker permit is given back.
+                match shared.handling.run(|| handle(&shared, request)) {
+                    Then::Done => {}
+                    Then::Hash(work, request, log) => {
+                        let client = Some(client::limit_key(log.client));
+                        shared.hashing.submit(work, client, move |response| {
+                            respond(request, response, &log)
+                        });
+                    }
+                    Then::Throttled(response, request, log) => {
+                        std::thread::sleep(THROTTLED_ANSWER_DELAY);
+                        respond(request, response, &log);
+                    }
                 }
             }
         }));
@@ -337,11 +349,18 @@ fn wait_until(done: impl Fn() -> bool, at_most: Duration) {
     }
 }
 
-/// Work for the hashing pool, with the request it answers and its access-log line.
-type ForHashing = (routes::Deferred, tiny_http::Request, AccessLog);
+/// What is left to do for a request once its handler has run.
+enum Then {
+    /// It has been answered.
+    Done,
+    /// Its work goes to the hashing pool, which answers it.
+    Hash(routes::Deferred, tiny_http::Request, AccessLog),
+    /// It is answered 429, after [`THROTTLED_ANSWER_DELAY`].
+    Throttled(ApiResponse, tiny_http::Request, AccessLog),
+}
 
-/// Routes one request and answers it, or returns the work to hand to the hashing pool.
-fn handle(shared: &Shared, mut request: tiny_http::Request) -> Option<ForHashing> {
+/// Routes one request and answers it, or says what is left to do.
+fn handle(shared: &Shared, mut request: tiny_http::Request) -> Then {
     let log = AccessLog {
         method: request.method().as_str().to_owned(),
         path: http::path_of(&request).to_owned(),
@@ -350,10 +369,13 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) -> Option<ForHashing
     };
     match dispatch(&shared.state, &mut request, &log) {
         Ok(Reply::Now(response)) => respond(request, response, &log),
+        Err(err @ ApiError::TooManyRequests { .. }) => {
+            return Then::Throttled(err.into_response(), request, log)
+        }
         Err(err) => respond(request, err.into_response(), &log),
-        Ok(Reply::Deferred(work)) => return Some((work, request, log)),
+        Ok(Reply::Deferred(work)) => return Then::Hash(work, request, log),
     }
-    None
+    Then::Done
 }
 
 /// The request's client address: the TCP peer, or the address a trusted proxy forwarded.
