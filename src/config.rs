@@ -400,7 +400,8 @@ struct Settings {
           value_parser = whole::<u32>(1, 100_000, "a number of failures"))]
     login_failures_per_account: u32,
 
-    /// Seconds over which failed logins are counted (and then forgotten)
+    /// Seconds over which an email's failed logins are counted; lock-outs forgive one failure
+    /// per this window divided by their threshold
     #[arg(long, env = "LOGIN_FAILURE_WINDOW", default_value_t = 3600,
           value_parser = whole::<u64>(1, 604_800, "a whole number of seconds"))]
     login_failure_window: u64,

@@ -8,7 +8,8 @@
 //!    from one address on one account, that pair is locked out for `LOGIN_LOCK_SECONDS`,
 //!    doubling with every further failure up to `LOGIN_LOCK_MAX_SECONDS`. A success clears it.
 //!    This is the fast, growing delay an attacker at one address meets; it never touches the
-//!    owner at another address.
+//!    owner at another address. Failures are forgiven one per `LOGIN_FAILURE_WINDOW` /
+//!    `LOGIN_LOCK_AFTER` (12 minutes by default), so occasional typos never add up.
 //! 2. **Per client** (in memory, per instance): after `LOGIN_LOCK_AFTER_PER_CLIENT` failures
 //!    from one address over any accounts, the same growing lock for that address, so that one
 //!    address spraying many accounts is slowed too.
@@ -60,8 +61,8 @@ pub struct Limits {
     pub login_lock_max: Duration,
     /// Failed verifications one account allows per window, over every instance.
     pub login_failures_per_account: u32,
-    /// The window those failures are counted over, and after which a quiet client's failures
-    /// are forgotten.
+    /// The window the account's failures are counted over; lock-out failures are forgiven one
+    /// per window divided by their threshold.
     pub login_failure_window: Duration,
     /// Registrations one address may attempt per window.
     pub registrations_per_client: u32,
@@ -108,11 +109,37 @@ struct Lockouts {
 }
 
 struct Lockout {
+    /// Failures not yet forgiven.
     failures: u32,
     /// Attempts that passed the check and are being verified now.
     in_flight: u32,
     locked_until: Option<Instant>,
-    last_failure: Instant,
+    /// From when the next failure's forgiveness is counted.
+    forgiven_at: Instant,
+}
+
+impl Lockout {
+    /// Forgives one failure per `interval` (the window divided by the threshold) since the
+    /// last: failures spread thinner than the threshold per window, such as the typos of many
+    /// people behind one busy NAT, never add up to a lock, while a client that keeps failing
+    /// faster stays locked, longer each time.
+    fn forgive(&mut self, now: Instant, interval: Duration) {
+        let elapsed = now.saturating_duration_since(self.forgiven_at);
+        let forgiven = elapsed.as_nanos() / interval.as_nanos().max(1);
+        let forgiven = u32::try_from(forgiven)
+            .unwrap_or(u32::MAX)
+            .min(self.failures);
+        self.failures -= forgiven;
+        self.forgiven_at = if self.failures == 0 {
+            now
+        } else {
+            self.forgiven_at + interval.saturating_mul(forgiven)
+        };
+    }
+
+    fn locked(&self, now: Instant) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+    }
 }
 
 impl Throttle {
@@ -222,14 +249,14 @@ impl Throttle {
         after: u32,
         now: Instant,
     ) -> Option<Duration> {
-        let window = self.limits.login_failure_window;
         let entry = lockouts.entries.get_mut(key)?;
-        if entry.in_flight == 0 && now.duration_since(entry.last_failure) >= window {
-            lockouts.entries.remove(key);
-            return None;
-        }
+        entry.forgive(now, self.forgiveness(after));
         if let Some(until) = entry.locked_until.filter(|until| *until > now) {
             return Some(until - now);
+        }
+        if entry.failures == 0 && entry.in_flight == 0 {
+            lockouts.entries.remove(key);
+            return None;
         }
         let counts_in_flight = matches!(key, Key::Pair(..)) || entry.failures > 0;
         (counts_in_flight
@@ -238,17 +265,23 @@ impl Throttle {
             .then_some(Duration::from_secs(1))
     }
 
-    /// Records how an attempt on `key` ended.
-    fn settle(&self, key: &Key, failed: Option<u32>, clear: bool) {
+    /// How long it takes to forgive one failure of a key locked after `after`.
+    fn forgiveness(&self, after: u32) -> Duration {
+        self.limits.login_failure_window / after.max(1)
+    }
+
+    /// Records how an attempt on `key` (locked after `after` failures) ended: `failed`, or
+    /// not, in which case `clear` forgets the key's failures (a success on the pair).
+    fn settle(&self, key: &Key, after: u32, failed: bool, clear: bool) {
         let now = Instant::now();
         let mut lockouts = self.lockouts();
         let Some(entry) = lockouts.entries.get_mut(key) else {
             return;
         };
         entry.in_flight = entry.in_flight.saturating_sub(1);
-        if let Some(after) = failed {
+        entry.forgive(now, self.forgiveness(after));
+        if failed {
             entry.failures = entry.failures.saturating_add(1);
-            entry.last_failure = now;
             if entry.failures >= after {
                 let doublings = (entry.failures - after).min(30);
                 let lock = self
@@ -258,7 +291,7 @@ impl Throttle {
                     .min(self.limits.login_lock_max);
                 entry.locked_until = Some(now + lock);
             }
-        } else if entry.in_flight == 0 && (clear || entry.failures == 0) {
+        } else if entry.in_flight == 0 && (clear || (entry.failures == 0 && !entry.locked(now))) {
             // Nothing left to remember: keeps the map to the clients that failed lately.
             lockouts.entries.remove(key);
         }
@@ -281,7 +314,7 @@ impl Lockouts {
             failures: 0,
             in_flight: 0,
             locked_until: None,
-            last_failure: now,
+            forgiven_at: now,
         })
     }
 }
@@ -346,12 +379,10 @@ impl LoginAttempt {
     /// everywhere, and the reserved failure stays spent.
     pub fn failed(mut self) {
         if let Some(throttle) = self.throttle.take() {
-            throttle.settle(&self.pair, Some(throttle.limits.login_lock_after), false);
-            throttle.settle(
-                &self.whole_client,
-                Some(throttle.limits.login_lock_after_per_client),
-                false,
-            );
+            let limits = &throttle.limits;
+            throttle.settle(&self.pair, limits.login_lock_after, true, false);
+            let after = limits.login_lock_after_per_client;
+            throttle.settle(&self.whole_client, after, true, false);
             self.reservation = None;
         }
     }
@@ -360,8 +391,10 @@ impl LoginAttempt {
     /// back, and the address remembered as one the owner uses.
     pub fn succeeded(mut self) {
         if let Some(throttle) = self.throttle.take() {
-            throttle.settle(&self.pair, None, true);
-            throttle.settle(&self.whole_client, None, false);
+            let limits = &throttle.limits;
+            throttle.settle(&self.pair, limits.login_lock_after, false, true);
+            let after = limits.login_lock_after_per_client;
+            throttle.settle(&self.whole_client, after, false, false);
             let reservation = self.reservation.take();
             let recorded = self.db.as_ref().map(|db| {
                 db.record_login_success(&self.account, &self.client, reservation, unix_millis())
@@ -377,8 +410,10 @@ impl Drop for LoginAttempt {
     /// An attempt dropped untold was never verified: it gives back its place.
     fn drop(&mut self) {
         if let Some(throttle) = self.throttle.take() {
-            throttle.settle(&self.pair, None, false);
-            throttle.settle(&self.whole_client, None, false);
+            let limits = &throttle.limits;
+            throttle.settle(&self.pair, limits.login_lock_after, false, false);
+            let after = limits.login_lock_after_per_client;
+            throttle.settle(&self.whole_client, after, false, false);
             let released = (self.reservation.take())
                 .zip(self.db.as_ref())
                 .map(|(id, db)| db.release_login_failure(id));
@@ -413,4 +448,57 @@ fn unix_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lockout(failures: u32, at: Instant) -> Lockout {
+        Lockout {
+            failures,
+            in_flight: 0,
+            locked_until: None,
+            forgiven_at: at,
+        }
+    }
+
+    #[test]
+    fn one_failure_is_forgiven_per_interval_and_the_rest_of_an_interval_is_kept() {
+        let start = Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut entry = lockout(5, start);
+        entry.forgive(start + minute * 2 + minute / 2, minute);
+        assert_eq!(entry.failures, 3);
+        // The half minute already waited counts toward the next.
+        entry.forgive(start + minute * 3, minute);
+        assert_eq!(entry.failures, 2);
+        entry.forgive(start + minute * 60, minute);
+        assert_eq!(entry.failures, 0);
+    }
+
+    #[test]
+    fn failures_thinner_than_the_threshold_per_window_never_lock() {
+        // Threshold 5 an hour: a typo every 13 minutes, forever, never locks.
+        let throttle = Throttle::new(Limits {
+            enabled: true,
+            login_lock_after: 5,
+            login_lock_after_per_client: 5,
+            login_lock: Duration::from_secs(2),
+            login_lock_max: Duration::from_secs(900),
+            login_failures_per_account: 100,
+            login_failure_window: Duration::from_secs(3600),
+            registrations_per_client: 10,
+            registration_window: Duration::from_secs(3600),
+        });
+        let interval = throttle.forgiveness(5);
+        assert_eq!(interval, Duration::from_secs(720));
+        let start = Instant::now();
+        let mut entry = lockout(0, start);
+        for i in 1..100u32 {
+            entry.forgive(start + Duration::from_secs(780) * i, interval);
+            entry.failures += 1;
+            assert!(entry.failures < 5, "locked after {i} typos");
+        }
+    }
 }
