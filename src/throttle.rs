@@ -196,7 +196,8 @@ impl Throttle {
             pair,
             whole_client,
             account: account.to_owned(),
-            client: client.to_string(),
+            // Known addresses by /64 too: an IPv6 host changes addresses within its /64.
+            client: limit_key(client).to_string(),
             reservation: None,
         })
     }
