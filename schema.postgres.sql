@@ -46,3 +46,21 @@ CREATE TABLE IF NOT EXISTS email_keys (
     CONSTRAINT email_keys_pkey PRIMARY KEY (key),
     CONSTRAINT email_keys_user_id_key UNIQUE (user_id)
 );
+-- Ours: failed logins counted per account (the normalised email, registered or not), shared by
+-- every instance, so that no account allows more than LOGIN_FAILURES_PER_ACCOUNT failed password
+-- checks per LOGIN_FAILURE_WINDOW (see src/throttle.rs). `at` is Unix milliseconds. Rows past
+-- the window are pruned as logins go on.
+CREATE TABLE IF NOT EXISTS login_failures (
+    id BIGSERIAL PRIMARY KEY,
+    account_key TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_login_failures_account ON login_failures (account_key, at);
+-- Ours: the addresses each account has logged in from successfully, whose logins may use the
+-- last tenth of the failure budget that new addresses cannot.
+CREATE TABLE IF NOT EXISTS login_known_clients (
+    account_key TEXT NOT NULL,
+    client TEXT NOT NULL,
+    last_success BIGINT NOT NULL,
+    PRIMARY KEY (account_key, client)
+);

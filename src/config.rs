@@ -21,7 +21,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use jsonwebtoken::Algorithm;
 
+use crate::client::TrustedProxies;
 use crate::cors::CorsOrigins;
+use crate::throttle::Limits;
 
 /// Which database the service stores users in, parsed from `DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +132,14 @@ pub struct Config {
     /// Which web pages on other origins may call the API from a browser (`CORS_ORIGINS`):
     /// none by default.
     pub cors_origins: CorsOrigins,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` name the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    /// Login and registration limits (`RATE_LIMITS` and the `LOGIN_*` and `REGISTRATION*`
+    /// settings).
+    pub rate_limits: Limits,
+    /// Hashing jobs one client may hold queued or running (`HASH_JOBS_PER_CLIENT`); `None`: a
+    /// quarter of the pool.
+    pub hash_jobs_per_client: Option<usize>,
 }
 
 /// A configuration value that stops start-up.
@@ -174,7 +184,7 @@ impl From<ConfigError> for ArgsError {
 
 /// Every variable the service reads, in the order they are checked: the fields of
 /// `Settings`, in order (a unit test holds the two together).
-pub const VARIABLES: [&str; 21] = [
+pub const VARIABLES: [&str; 32] = [
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT",
@@ -195,6 +205,17 @@ pub const VARIABLES: [&str; 21] = [
     "BODY_TIMEOUT",
     "WRITE_TIMEOUT",
     "CORS_ORIGINS",
+    "TRUSTED_PROXIES",
+    "RATE_LIMITS",
+    "LOGIN_LOCK_AFTER",
+    "LOGIN_LOCK_AFTER_PER_CLIENT",
+    "LOGIN_LOCK_SECONDS",
+    "LOGIN_LOCK_MAX_SECONDS",
+    "LOGIN_FAILURES_PER_ACCOUNT",
+    "LOGIN_FAILURE_WINDOW",
+    "REGISTRATIONS_PER_CLIENT",
+    "REGISTRATION_WINDOW",
+    "HASH_JOBS_PER_CLIENT",
     "RUST_LOG",
 ];
 
@@ -354,6 +375,64 @@ struct Settings {
     #[arg(long, env = "CORS_ORIGINS", value_parser = setting(CorsOrigins::parse))]
     cors_origins: Option<CorsOrigins>,
 
+    /// Proxies whose X-Forwarded-For / Forwarded are believed: addresses and CIDR ranges,
+    /// comma-separated (by default none)
+    #[arg(long, env = "TRUSTED_PROXIES", value_parser = setting(TrustedProxies::parse))]
+    trusted_proxies: Option<TrustedProxies>,
+
+    /// on or off: every login, registration and per-client hashing limit below at once
+    #[arg(long, env = "RATE_LIMITS", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = setting(on_off))]
+    rate_limits: bool,
+
+    /// Failed logins from one address on one account before it is locked out for a while
+    #[arg(long, env = "LOGIN_LOCK_AFTER", default_value_t = 5,
+          value_parser = whole::<u32>(1, 1000, "a number of failures"))]
+    login_lock_after: u32,
+
+    /// Failed logins from one address on any accounts before the address is locked out
+    #[arg(long, env = "LOGIN_LOCK_AFTER_PER_CLIENT", default_value_t = 20,
+          value_parser = whole::<u32>(1, 100_000, "a number of failures"))]
+    login_lock_after_per_client: u32,
+
+    /// Seconds of the first lock-out; each further failure doubles it
+    #[arg(long, env = "LOGIN_LOCK_SECONDS", default_value_t = 2,
+          value_parser = whole::<u64>(1, 86_400, "a whole number of seconds"))]
+    login_lock_seconds: u64,
+
+    /// Seconds of the longest lock-out
+    #[arg(long, env = "LOGIN_LOCK_MAX_SECONDS", default_value_t = 900,
+          value_parser = whole::<u64>(1, 86_400, "a whole number of seconds"))]
+    login_lock_max_seconds: u64,
+
+    /// Failed password checks one account allows per LOGIN_FAILURE_WINDOW, over every instance
+    // 100 an hour is OWASP ASVS 4.0 2.2.1's bar.
+    #[arg(long, env = "LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 100,
+          value_parser = whole::<u32>(1, 100_000, "a number of failures"))]
+    login_failures_per_account: u32,
+
+    /// Seconds over which an email's failed logins are counted; lock-outs forgive one failure
+    /// per this window divided by their threshold
+    #[arg(long, env = "LOGIN_FAILURE_WINDOW", default_value_t = 3600,
+          value_parser = whole::<u64>(1, 604_800, "a whole number of seconds"))]
+    login_failure_window: u64,
+
+    /// Registrations one address may attempt per REGISTRATION_WINDOW
+    #[arg(long, env = "REGISTRATIONS_PER_CLIENT", default_value_t = 10,
+          value_parser = whole::<u32>(1, 100_000, "a number of registrations"))]
+    registrations_per_client: u32,
+
+    /// Seconds over which registrations are counted
+    #[arg(long, env = "REGISTRATION_WINDOW", default_value_t = 3600,
+          value_parser = whole::<u64>(1, 604_800, "a whole number of seconds"))]
+    registration_window: u64,
+
+    /// Logins and registrations one address may have queued or hashing: by default a quarter
+    /// of HASH_THREADS + HASH_QUEUE_SIZE (more get 503)
+    #[arg(long, env = "HASH_JOBS_PER_CLIENT",
+          value_parser = whole::<usize>(1, 100_000, "a job count"))]
+    hash_jobs_per_client: Option<usize>,
+
     /// Log filter: by default info (e.g. warn, debug, access=off); passed through as it is
     #[arg(long, env = "RUST_LOG")]
     rust_log: Option<String>,
@@ -510,6 +589,19 @@ impl Config {
             body_timeout: Duration::from_secs(settings.body_timeout),
             write_timeout: Duration::from_secs(settings.write_timeout),
             cors_origins: settings.cors_origins.unwrap_or_default(),
+            trusted_proxies: settings.trusted_proxies.unwrap_or_default(),
+            rate_limits: Limits {
+                enabled: settings.rate_limits,
+                login_lock_after: settings.login_lock_after,
+                login_lock_after_per_client: settings.login_lock_after_per_client,
+                login_lock: Duration::from_secs(settings.login_lock_seconds),
+                login_lock_max: Duration::from_secs(settings.login_lock_max_seconds),
+                login_failures_per_account: settings.login_failures_per_account,
+                login_failure_window: Duration::from_secs(settings.login_failure_window),
+                registrations_per_client: settings.registrations_per_client,
+                registration_window: Duration::from_secs(settings.registration_window),
+            },
+            hash_jobs_per_client: settings.hash_jobs_per_client,
         })
     }
 }
@@ -647,6 +739,14 @@ fn host(value: &str) -> Result<String, String> {
         ));
     }
     Ok(value.to_owned())
+}
+
+fn on_off(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{} is neither on nor off", quote(value))),
+    }
 }
 
 fn port(value: &str) -> Result<u16, String> {
@@ -1719,6 +1819,63 @@ mod tests {
         let err = refusal(&[("HOST", "a\u{1b}[2Jb")]);
         assert!(!err.message.contains('\u{1b}'), "{err}");
         assert!(err.message.contains("\\u{1b}"), "{err}");
+    }
+
+    // ---- TRUSTED_PROXIES, RATE_LIMITS and the limits ----
+
+    #[test]
+    fn limits_are_on_by_default_at_small_deployment_values() {
+        let config = config(&[]).unwrap();
+        assert!(config.trusted_proxies.is_empty());
+        let limits = &config.rate_limits;
+        assert!(limits.enabled);
+        assert_eq!(limits.login_lock_after, 5);
+        assert_eq!(limits.login_failures_per_account, 100);
+        assert_eq!(limits.login_failure_window, Duration::from_secs(3600));
+        assert_eq!(limits.registrations_per_client, 10);
+        assert_eq!(config.hash_jobs_per_client, None);
+    }
+
+    #[test]
+    fn rate_limits_is_on_or_off_and_nothing_else() {
+        assert!(
+            !config(&[("RATE_LIMITS", "off")])
+                .unwrap()
+                .rate_limits
+                .enabled
+        );
+        assert!(
+            config(&[("RATE_LIMITS", "ON")])
+                .unwrap()
+                .rate_limits
+                .enabled
+        );
+        let err = refusal(&[("RATE_LIMITS", "false")]);
+        assert_eq!(err.variable, "RATE_LIMITS");
+        assert!(err.message.contains("neither on nor off"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges_and_refuse_anything_else() {
+        let config = config(&[("TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).unwrap();
+        assert!(config.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+        assert!(!config.trusted_proxies.contains("11.0.0.1".parse().unwrap()));
+        let err = refusal(&[("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")]);
+        assert_eq!(err.variable, "TRUSTED_PROXIES");
+        assert!(err.message.contains("proxy.internal"), "{err}");
+    }
+
+    #[test]
+    fn limits_out_of_range_are_refused() {
+        for (variable, value) in [
+            ("LOGIN_LOCK_AFTER", "0"),
+            ("LOGIN_FAILURES_PER_ACCOUNT", "0"),
+            ("LOGIN_FAILURE_WINDOW", "0"),
+            ("REGISTRATIONS_PER_CLIENT", "-1"),
+            ("HASH_JOBS_PER_CLIENT", "0"),
+        ] {
+            assert_eq!(refusal(&[(variable, value)]).variable, variable);
+        }
     }
 
     // ---- PORT ----

@@ -98,6 +98,13 @@ pub enum ApiError {
         /// Seconds to suggest in `Retry-After`.
         retry_after: Option<u32>,
     },
+    /// 429 with `Retry-After`: this client or account has tried too often; see `throttle`.
+    TooManyRequests {
+        /// What the client is told.
+        detail: &'static str,
+        /// Seconds until trying again can succeed.
+        retry_after: u32,
+    },
     /// 500: a failure of ours. The cause is logged and the client only sees
     /// "Internal Server Error".
     Internal(String),
@@ -153,6 +160,7 @@ impl ApiError {
             ApiError::NotFound => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Unavailable { .. } => 503,
+            ApiError::TooManyRequests { .. } => 429,
             ApiError::Internal(_) => 500,
         }
     }
@@ -169,7 +177,9 @@ impl ApiError {
             ApiError::Unauthorized(msg) | ApiError::Conflict(msg) => *msg,
             ApiError::NotFound => "Not Found",
             ApiError::MethodNotAllowed { .. } => "Method Not Allowed",
-            ApiError::Unavailable { detail, .. } => *detail,
+            ApiError::Unavailable { detail, .. } | ApiError::TooManyRequests { detail, .. } => {
+                *detail
+            }
             ApiError::Internal(cause) => {
                 log::error!("internal error: {cause}");
                 "Internal Server Error"
@@ -190,6 +200,9 @@ impl ApiError {
                 retry_after: Some(seconds),
                 ..
             } => response.headers.push(("Retry-After", seconds.to_string())),
+            ApiError::TooManyRequests { retry_after, .. } => response
+                .headers
+                .push(("Retry-After", retry_after.max(1).to_string())),
             _ => {}
         }
         response

@@ -8,13 +8,19 @@
 //! with the work's response, with 503 at once when the queue is full, or with 503 as soon as it
 //! can no longer be answered within `HASH_QUEUE_TIMEOUT`. The pool knows nothing of HTTP
 //! connections or the access log; the caller's `answer` does.
+//!
+//! So that one client flooding logins cannot take the whole queue, each client (its address,
+//! as `client::limit_key` counts it) may hold at most `HASH_JOBS_PER_CLIENT` jobs queued or
+//! running; past that its new work is answered 503 at once, while other clients still queue.
 
 mod queue;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -57,11 +63,76 @@ fn take(slot: &Slot) -> Option<Answer> {
     slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
+/// Jobs queued or running per client, and the signal that one of them is gone.
+#[derive(Default)]
+struct SharesInner {
+    held: Mutex<HashMap<IpAddr, usize>>,
+    released: Condvar,
+}
+
+type Shares = Arc<SharesInner>;
+
+/// How long a client holding its whole share waits for one of its own jobs to finish before
+/// it is answered 503. Waiting (on its connection's thread, holding no worker) rather than
+/// refusing at once is what keeps a flood cheap: a client hammering the pool gets one answer
+/// per job of its own that finishes, instead of tens of thousands of refusals a second that
+/// would take the CPU from the hashing threads.
+const SHARE_WAIT: Duration = Duration::from_secs(1);
+
+/// One client's place among the jobs queued or running, given back when the job is dropped
+/// (done, refused or expired).
+struct Share {
+    shares: Shares,
+    client: IpAddr,
+}
+
+impl Share {
+    /// Takes a place for `client` once it holds fewer than `cap`, waiting up to `wait` for one
+    /// of its jobs to end; `None` if none did.
+    fn take(shares: &Shares, client: IpAddr, cap: usize, wait: Duration) -> Option<Share> {
+        let deadline = Instant::now() + wait;
+        // Counts are sound whatever panicked while the lock was held.
+        let mut held = shares.held.lock().unwrap_or_else(|p| p.into_inner());
+        while held.get(&client).is_some_and(|count| *count >= cap) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            held = shares
+                .released
+                .wait_timeout(held, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *held.entry(client).or_insert(0) += 1;
+        Some(Share {
+            shares: shares.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut held = self.shares.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.client);
+            }
+        }
+        drop(held);
+        self.shares.released.notify_all();
+    }
+}
+
 /// Work waiting for, or running on, a hashing thread.
 struct Job {
     answer: Slot,
     work: Deferred,
     queued_at: Instant,
+    /// The client's place, held until the job is gone.
+    _share: Option<Share>,
 }
 
 impl Queued for Job {
@@ -108,6 +179,9 @@ struct Shared {
     queue: HashQueue<Job>,
     /// Jobs being hashed, watched for their deadline.
     running: Mutex<Vec<Running>>,
+    /// Jobs queued or running per client, and how many one client may hold (`None`: any).
+    shares: Shares,
+    per_client: Option<usize>,
 }
 
 impl Shared {
@@ -129,7 +203,9 @@ pub struct HashPool {
 impl HashPool {
     /// Starts `threads` hashing threads (at niceness 10) and the deadline watcher, behind a
     /// queue that holds up to `capacity` jobs beyond those the free threads are about to take,
-    /// each answered within `timeout` of being submitted. The work runs with `state`.
+    /// each answered within `timeout` of being submitted, and at most `per_client` of them
+    /// (queued or running) from any one client (`None`: no such limit). The work runs with
+    /// `state`.
     ///
     /// `threads` must be at least one: with none, every job would wait out its timeout and be
     /// answered 503. Fails when a thread cannot be started; those already started are then
@@ -138,6 +214,7 @@ impl HashPool {
         threads: usize,
         capacity: usize,
         timeout: Duration,
+        per_client: Option<usize>,
         state: Arc<AppState>,
     ) -> io::Result<HashPool> {
         let pool = HashPool {
@@ -145,6 +222,8 @@ impl HashPool {
                 state,
                 queue: HashQueue::new(threads, capacity, timeout),
                 running: Mutex::new(Vec::new()),
+                shares: Arc::default(),
+                per_client,
             }),
             threads: Mutex::new(Vec::new()),
         };
@@ -169,19 +248,44 @@ impl HashPool {
         self.threads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `work` for a hashing thread; `answer` is called exactly once with what the client
-    /// gets.
+    /// Queues `work` from `client` (`None`: counted under no client) for a hashing thread;
+    /// `answer` is called exactly once with what the client gets.
     ///
     /// That is the work's response (its error's response if it fails, 500 if it panics), on
-    /// the hashing thread; or 503 when the queue is full or closed, before `submit` returns; or
+    /// the hashing thread; or 503 when the queue is full or closed, or the client still holds
+    /// its whole share after waiting up to a second for one of its jobs to end (so call this
+    /// off the request workers), before `submit` returns; or
     /// 503 once the client can no longer be answered within the timeout, on a hashing thread
     /// or the watcher. In that last case the work may still be running: it learns so through
     /// [`Claim`], and its response is dropped.
-    pub fn submit(&self, work: Deferred, answer: impl FnOnce(ApiResponse) + Send + 'static) {
+    pub fn submit(
+        &self,
+        work: Deferred,
+        client: Option<IpAddr>,
+        answer: impl FnOnce(ApiResponse) + Send + 'static,
+    ) {
+        let share = match (client, self.shared.per_client) {
+            (Some(client), Some(cap)) => match Share::take(
+                &self.shared.shares,
+                client,
+                cap,
+                SHARE_WAIT.min(self.shared.queue.timeout() / 4),
+            ) {
+                Some(share) => Some(share),
+                None => {
+                    // Dropping the work first gives back what it holds (a login's reserved
+                    // failure) before the client hears.
+                    drop(work);
+                    return answer(ApiError::hashing_busy().into_response());
+                }
+            },
+            _ => None,
+        };
         let job = Job {
             answer: Arc::new(Mutex::new(Some(Box::new(answer)))),
             work,
             queued_at: Instant::now(),
+            _share: share,
         };
         if let Err(job) = self.shared.queue.try_push(job) {
             if let Some(answer) = take(&job.answer) {
@@ -301,7 +405,7 @@ mod tests {
     /// A pool of one hashing thread over a fresh state (kept while the directory is).
     fn pool(capacity: usize, timeout: Duration) -> (HashPool, tempfile::TempDir) {
         let (state, dir) = AppState::for_tests();
-        let pool = HashPool::start(1, capacity, timeout, Arc::new(state)).expect("threads");
+        let pool = HashPool::start(1, capacity, timeout, None, Arc::new(state)).expect("threads");
         (pool, dir)
     }
 
@@ -319,8 +423,8 @@ mod tests {
     fn work_is_answered_once_with_its_response_and_a_panic_with_a_500() {
         let (pool, _dir) = pool(4, Duration::from_secs(10));
         let (sender, answered) = mpsc::channel();
-        pool.submit(ok(201), answer(&sender));
-        pool.submit(Box::new(|_, _| panic!("boom")), answer(&sender));
+        pool.submit(ok(201), None, answer(&sender));
+        pool.submit(Box::new(|_, _| panic!("boom")), None, answer(&sender));
         drop(sender);
         pool.shutdown();
         assert_eq!(answered.iter().collect::<Vec<_>>(), [201, 500]);
@@ -335,14 +439,40 @@ mod tests {
             let _ = released.recv();
             Ok(ApiResponse::json(200, &"done"))
         });
-        pool.submit(blocked, answer(&sender));
+        pool.submit(blocked, None, answer(&sender));
         // The one thread is taken, or spoken for: there is no room for this one.
-        pool.submit(ok(200), answer(&sender));
+        pool.submit(ok(200), None, answer(&sender));
         assert_eq!(answered.try_recv(), Ok(503));
         release.send(()).expect("the first work is waiting");
         drop(sender);
         pool.shutdown();
         assert_eq!(answered.iter().collect::<Vec<_>>(), [200]);
+    }
+
+    #[test]
+    fn a_client_holding_its_share_waits_then_gets_503_while_another_client_is_queued() {
+        let (state, _dir) = AppState::for_tests();
+        let pool = HashPool::start(1, 8, Duration::from_secs(10), Some(1), Arc::new(state))
+            .expect("threads");
+        let (sender, answered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let blocked: Deferred = Box::new(move |_, _| {
+            let _ = released.recv();
+            Ok(ApiResponse::json(200, &"done"))
+        });
+        let flooder = Some(IpAddr::from([127, 0, 0, 1]));
+        pool.submit(blocked, flooder, answer(&sender));
+        let started = Instant::now();
+        pool.submit(ok(201), flooder, answer(&sender));
+        assert_eq!(answered.try_recv(), Ok(503), "refused after its wait");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+        // Another client is queued at once, behind the flooder's one job.
+        pool.submit(ok(202), Some(IpAddr::from([127, 0, 0, 2])), answer(&sender));
+        assert_eq!(answered.try_recv(), Err(mpsc::TryRecvError::Empty));
+        release.send(()).expect("the first work is waiting");
+        drop(sender);
+        pool.shutdown();
+        assert_eq!(answered.iter().collect::<Vec<_>>(), [200, 202]);
     }
 
     #[test]
@@ -356,7 +486,7 @@ mod tests {
             claimed.send(claim.claim()).expect("the test is listening");
             Ok(ApiResponse::json(201, &"stored"))
         });
-        pool.submit(slow, answer(&sender));
+        pool.submit(slow, None, answer(&sender));
         drop(sender);
         assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok(503));
         assert_eq!(claim_result.recv_timeout(Duration::from_secs(5)), Ok(false));

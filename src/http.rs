@@ -2,6 +2,7 @@
 //! response it returns, and the request body's size limit.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 /// The largest request body accepted, in bytes. Larger ones are refused with 413 by the
 /// connection (tiny_http's `Limits`) before they are read.
@@ -18,17 +19,31 @@ pub struct HttpRequest<'a> {
         allow(dead_code, reason = "read by Swagger UI's route")
     )]
     params: Vec<(&'static str, &'a str)>,
+    /// The client's address (see [`HttpRequest::client`]).
+    client: IpAddr,
 }
 
 impl<'a> HttpRequest<'a> {
     /// Wraps a tiny_http request whose body has already been read, with the path parameters
-    /// its route matched.
+    /// its route matched and the client's address as the server worked it out.
     pub(crate) fn new(
         raw: &'a tiny_http::Request,
         body: Vec<u8>,
         params: Vec<(&'static str, &'a str)>,
+        client: IpAddr,
     ) -> HttpRequest<'a> {
-        HttpRequest { raw, body, params }
+        HttpRequest {
+            raw,
+            body,
+            params,
+            client,
+        }
+    }
+
+    /// The client's address: the TCP peer's, or behind a proxy in `TRUSTED_PROXIES` the one it
+    /// forwarded (`client::client_address`). Per-client limits count under it.
+    pub fn client(&self) -> IpAddr {
+        self.client
     }
 
     /// Returns the path parameter `name` (as in `/auth/sessions/{id}`), as it appeared in the
@@ -57,6 +72,16 @@ pub(crate) fn header_value<'r>(request: &'r tiny_http::Request, name: &str) -> O
         .iter()
         .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
         .map(|h| h.value.as_str())
+}
+
+/// Returns every value of the named header of `request` (case-insensitive), in order.
+pub(crate) fn header_values<'r>(request: &'r tiny_http::Request, name: &str) -> Vec<&'r str> {
+    request
+        .headers()
+        .iter()
+        .filter(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+        .collect()
 }
 
 /// Returns the request path without its query string, which is all that routing and the access

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+mod client;
 mod config;
 mod cors;
 mod db;
@@ -18,6 +19,7 @@ mod routes;
 mod security;
 mod server;
 mod state;
+mod throttle;
 
 pub use config::{redact_url, ArgsError, Config, DatabaseConfig, VARIABLES};
 pub use db::{Db, NewUserRow, PoolOptions};

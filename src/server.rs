@@ -6,11 +6,12 @@
 //! connection's thread, at most `WORKERS` requests at once; work that needs bcrypt is handed to
 //! the [`HashPool`], which answers it through `respond` like any other.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::client::{self, TrustedProxies};
 use crate::config::{Config, DatabaseConfig};
 use crate::cors::{Cors, CorsOrigins};
 use crate::db::{Db, DbError, PoolOptions};
@@ -20,12 +21,19 @@ use crate::http::{self, ApiResponse, HttpRequest};
 use crate::routes::{self, Reply};
 use crate::security::TokenKeys;
 use crate::state::AppState;
+use crate::throttle::Throttle;
 
 /// How often a stopping server looks whether its last requests have been answered.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// Connections the kernel may queue for accepting (it caps this at `net.core.somaxconn`).
 const LISTEN_BACKLOG: i32 = 4096;
+
+/// How long a throttled client waits for its 429. Its request cost no hash, but answering it
+/// at once would let a client looping on 429s spend the CPU the hashing threads (at a lower
+/// priority) need; waiting on its connection's thread costs nothing, and slows such a loop to
+/// one request a second per connection (and connections per client are limited).
+const THROTTLED_ANSWER_DELAY: Duration = Duration::from_secs(1);
 
 /// How long a graceful shutdown waits for requests still arriving or being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -69,6 +77,8 @@ struct AccessLog {
     method: String,
     path: String,
     started: Instant,
+    /// The client's address, worked out once for every handler and limit.
+    client: IpAddr,
 }
 
 /// What the connection threads' handler shares.
@@ -81,6 +91,8 @@ struct Shared {
     hashing: HashPool,
     /// Which origins' pages may call the API (`CORS_ORIGINS`).
     cors: CorsOrigins,
+    /// Whose `X-Forwarded-For` and `Forwarded` headers are believed.
+    trusted_proxies: TrustedProxies,
 }
 
 /// A counting semaphore: how many requests may be handled at once. Connections are many and
@@ -149,6 +161,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         hash_threads,
         config.hash_queue_size,
         config.hash_queue_timeout,
+        hash_jobs_per_client(config, hash_threads),
         state.clone(),
     )
     .map_err(|e| StartError::Other(format!("cannot start a thread: {e}")))?;
@@ -159,6 +172,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         handling: Permits::new(workers),
         hashing,
         cors: config.cors_origins.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     let server = Server {
         addr,
@@ -171,11 +185,39 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         .set_handler(Arc::new(move |request: tiny_http::Request| {
             // Gone only once the server is dropped: the request is then answered 500.
             if let Some(shared) = handler_shared.upgrade() {
-                shared.handling.run(|| handle(&shared, request));
+                // What may wait (the client's share of the hashing pool, a throttled answer)
+                // waits on the connection's own thread, after its worker permit is given back.
+                match shared.handling.run(|| handle(&shared, request)) {
+                    Then::Done => {}
+                    Then::Hash(work, request, log, cors) => {
+                        let client = Some(client::limit_key(log.client));
+                        shared.hashing.submit(work, client, move |response| {
+                            respond(request, cors.apply(response), &log)
+                        });
+                    }
+                    Then::Throttled(response, request, log) => {
+                        std::thread::sleep(THROTTLED_ANSWER_DELAY);
+                        respond(request, response, &log);
+                    }
+                }
             }
         }));
     log::info!("listening on http://{addr} ({workers} workers, {hash_threads} hashing threads)");
     Ok(server)
+}
+
+/// How many hashing jobs one client may hold queued or running: `HASH_JOBS_PER_CLIENT`, by
+/// default a quarter of what the pool holds (threads and queue), at least one; no limit with
+/// `RATE_LIMITS=off`.
+fn hash_jobs_per_client(config: &Config, hash_threads: usize) -> Option<usize> {
+    if !config.rate_limits.enabled {
+        return None;
+    }
+    Some(
+        config
+            .hash_jobs_per_client
+            .unwrap_or(((hash_threads + config.hash_queue_size) / 4).max(1)),
+    )
 }
 
 /// Opens the database with a pool of `connections` and builds what the handlers share.
@@ -199,6 +241,7 @@ fn open_state(config: &Config, connections: usize) -> std::result::Result<AppSta
             config.access_token_expire_minutes,
         ),
         bcrypt_cost: config.bcrypt_cost,
+        throttle: Arc::new(Throttle::new(config.rate_limits.clone())),
     })
 }
 
@@ -310,13 +353,24 @@ fn wait_until(done: impl Fn() -> bool, at_most: Duration) {
     }
 }
 
-/// Routes one request and answers it, or hands it to the hashing pool. A CORS preflight is
-/// answered before routing; every answer gets the CORS headers the request's origin allows.
-fn handle(shared: &Shared, mut request: tiny_http::Request) {
+/// What is left to do for a request once its handler has run.
+enum Then {
+    /// It has been answered.
+    Done,
+    /// Its work goes to the hashing pool, which answers it (with the CORS headers it needs).
+    Hash(routes::Deferred, tiny_http::Request, AccessLog, Cors),
+    /// It is answered 429, after [`THROTTLED_ANSWER_DELAY`].
+    Throttled(ApiResponse, tiny_http::Request, AccessLog),
+}
+
+/// Routes one request and answers it, or says what is left to do. A CORS preflight is answered
+/// before routing; every answer gets the CORS headers the request's origin allows.
+fn handle(shared: &Shared, mut request: tiny_http::Request) -> Then {
     let log = AccessLog {
         method: request.method().as_str().to_owned(),
         path: http::path_of(&request).to_owned(),
         started: Instant::now(),
+        client: client_of(&request, &shared.trusted_proxies),
     };
     let cors = Cors::for_request(&shared.cors, &request, &log.method, &log.path);
     let reply = match cors.preflight() {
@@ -325,11 +379,30 @@ fn handle(shared: &Shared, mut request: tiny_http::Request) {
     };
     match reply {
         Ok(Reply::Now(response)) => respond(request, cors.apply(response), &log),
+        Err(err @ ApiError::TooManyRequests { .. }) => {
+            return Then::Throttled(cors.apply(err.into_response()), request, log)
+        }
         Err(err) => respond(request, cors.apply(err.into_response()), &log),
-        Ok(Reply::Deferred(work)) => shared.hashing.submit(work, move |response| {
-            respond(request, cors.apply(response), &log)
-        }),
+        Ok(Reply::Deferred(work)) => return Then::Hash(work, request, log, cors),
     }
+    Then::Done
+}
+
+/// The request's client address: the TCP peer, or the address a trusted proxy forwarded.
+fn client_of(request: &tiny_http::Request, proxies: &TrustedProxies) -> IpAddr {
+    // tiny_http has no peer only for a connection that is not TCP (never ours).
+    let peer = request
+        .remote_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), SocketAddr::ip);
+    if proxies.is_empty() {
+        return peer;
+    }
+    client::client_address(
+        peer,
+        proxies,
+        &http::header_values(request, "X-Forwarded-For"),
+        &http::header_values(request, "Forwarded"),
+    )
 }
 
 /// Finds the handler, reads the body it needs, and runs it, turning a panic into a 500.
@@ -340,7 +413,7 @@ fn dispatch(state: &AppState, request: &mut tiny_http::Request, log: &AccessLog)
     } else {
         Vec::new()
     };
-    let request = HttpRequest::new(request, body, matched.params);
+    let request = HttpRequest::new(request, body, matched.params, log.client);
     run_handler(matched.route.handler, state, &request)
 }
 
@@ -387,7 +460,7 @@ mod tests {
         let result = run_handler(
             panicking_handler,
             &state,
-            &HttpRequest::new(&raw, Vec::new(), Vec::new()),
+            &HttpRequest::new(&raw, Vec::new(), Vec::new(), IpAddr::from([127, 0, 0, 1])),
         );
         let Err(err) = result else {
             panic!("a panic must become an error")

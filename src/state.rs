@@ -1,7 +1,10 @@
-//! What every handler shares: the database, the token keys and the hashing cost.
+//! What every handler shares: the database, the token keys, the hashing cost and the throttle.
 
 use crate::db::Db;
+use std::sync::Arc;
+
 use crate::security::TokenKeys;
+use crate::throttle::Throttle;
 
 /// The state shared by all request handlers, built once at start.
 pub struct AppState {
@@ -11,6 +14,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// bcrypt cost for new hashes, and for the dummy check of unknown emails.
     pub bcrypt_cost: u32,
+    /// Login and registration limits (`RATE_LIMITS` and the settings after it).
+    pub throttle: Arc<Throttle>,
 }
 
 #[cfg(test)]
@@ -32,6 +37,7 @@ impl AppState {
             db,
             tokens,
             bcrypt_cost: 4,
+            throttle: Arc::new(Throttle::new(crate::throttle::Limits::off())),
         };
         (state, dir)
     }

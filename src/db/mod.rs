@@ -82,6 +82,19 @@ pub struct NewUserRow<'a> {
     pub password_hash: &'a str,
 }
 
+/// The answer of [`Store::reserve_login_failure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginBudget {
+    /// One failure is reserved under this id: release it if the login succeeds.
+    Reserved(i64),
+    /// The account's budget is spent for this client; the oldest counted failure leaves the
+    /// window in this many milliseconds.
+    Spent {
+        /// Milliseconds until trying again may be let through.
+        retry_after_ms: i64,
+    },
+}
+
 /// How the pool is sized and how long it waits.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolOptions {
@@ -127,7 +140,43 @@ pub trait Store: Send + Sync {
         old_hash: &str,
         new_hash: &str,
     ) -> Result<bool, DbError>;
+
+    /// Reserves one failed login for `account` (a normalised email, registered or not) before
+    /// its password is checked, atomically across every instance on this database.
+    ///
+    /// Failures older than `window_ms` (before `now_ms`, Unix milliseconds) no longer count.
+    /// With `limit` counted, the budget is spent; with `limit - kept_for_known` counted, it is
+    /// spent for every `client` that has not logged in to this account successfully before.
+    fn reserve_login_failure(
+        &self,
+        account: &str,
+        client: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u32,
+        kept_for_known: u32,
+    ) -> Result<LoginBudget, DbError>;
+
+    /// Gives back a failure reserved by [`Store::reserve_login_failure`] whose password was
+    /// never checked.
+    fn release_login_failure(&self, id: i64) -> Result<(), DbError>;
+
+    /// Records a successful login: gives back its reserved failure (if any) and remembers
+    /// `client` as one of the account's known addresses.
+    fn record_login_success(
+        &self,
+        account: &str,
+        client: &str,
+        reservation: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), DbError>;
 }
+
+/// How long an address that logged in successfully stays known to its account (90 days).
+pub(crate) const KNOWN_CLIENT_MS: i64 = 90 * 24 * 3600 * 1000;
+
+/// One reservation in this many also prunes every account's failures past their window.
+pub(crate) const PRUNE_EVERY: i64 = 256;
 
 /// The pooled user store, on whichever backend `DATABASE_URL` chose. Cloning shares the pool.
 #[derive(Clone)]

@@ -14,7 +14,8 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::{
-    to_rfc3339, warn_key_collision, warn_keyless, DbError, NewUserRow, PoolOptions, Store, UserRow,
+    to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewUserRow, PoolOptions,
+    Store, UserRow, KNOWN_CLIENT_MS, PRUNE_EVERY,
 };
 use crate::config::PostgresUrl;
 use crate::fields::email_key;
@@ -272,6 +273,97 @@ impl Store for PostgresDb {
             &[&id, &old_hash, &new_hash],
         )?;
         Ok(changed == 1)
+    }
+
+    /// Counts and checks in one transaction holding an advisory lock on the account, so that
+    /// instances checking one account at once take turns.
+    fn reserve_login_failure(
+        &self,
+        account: &str,
+        client: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u32,
+        kept_for_known: u32,
+    ) -> Result<LoginBudget, DbError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('login-failures:' || $1, 0))",
+            &[&account],
+        )?;
+        let since = now_ms.saturating_sub(window_ms);
+        tx.execute(
+            "DELETE FROM login_failures WHERE account_key = $1 AND at <= $2",
+            &[&account, &since],
+        )?;
+        let row = tx.query_one(
+            "SELECT count(*)::int8, min(at) FROM login_failures WHERE account_key = $1",
+            &[&account],
+        )?;
+        let count: i64 = row.try_get(0)?;
+        let oldest: Option<i64> = row.try_get(1)?;
+        let spent = if count >= i64::from(limit) {
+            true
+        } else if count >= i64::from(limit.saturating_sub(kept_for_known)) {
+            let known: bool = tx
+                .query_one(
+                    "SELECT EXISTS(SELECT 1 FROM login_known_clients \
+                     WHERE account_key = $1 AND client = $2 AND last_success > $3)",
+                    &[&account, &client, &now_ms.saturating_sub(KNOWN_CLIENT_MS)],
+                )?
+                .try_get(0)?;
+            !known
+        } else {
+            false
+        };
+        if spent {
+            let retry_after_ms = oldest.map_or(0, |at| at + window_ms - now_ms);
+            return Ok(LoginBudget::Spent { retry_after_ms });
+        }
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO login_failures (account_key, at) VALUES ($1, $2) RETURNING id",
+                &[&account, &now_ms],
+            )?
+            .try_get(0)?;
+        if id % PRUNE_EVERY == 0 {
+            tx.execute("DELETE FROM login_failures WHERE at <= $1", &[&since])?;
+        }
+        tx.commit()?;
+        Ok(LoginBudget::Reserved(id))
+    }
+
+    fn release_login_failure(&self, id: i64) -> Result<(), DbError> {
+        self.conn()?
+            .execute("DELETE FROM login_failures WHERE id = $1", &[&id])?;
+        Ok(())
+    }
+
+    fn record_login_success(
+        &self,
+        account: &str,
+        client: &str,
+        reservation: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        if let Some(id) = reservation {
+            tx.execute("DELETE FROM login_failures WHERE id = $1", &[&id])?;
+        }
+        tx.execute(
+            "INSERT INTO login_known_clients (account_key, client, last_success) \
+             VALUES ($1, $2, $3) ON CONFLICT (account_key, client) \
+             DO UPDATE SET last_success = excluded.last_success",
+            &[&account, &client, &now_ms],
+        )?;
+        tx.execute(
+            "DELETE FROM login_known_clients WHERE account_key = $1 AND last_success <= $2",
+            &[&account, &now_ms.saturating_sub(KNOWN_CLIENT_MS)],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 }
 

@@ -24,7 +24,8 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, OpenFlags, OptionalExtension};
 
 use super::{
-    to_rfc3339, warn_key_collision, warn_keyless, DbError, NewUserRow, PoolOptions, Store, UserRow,
+    to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewUserRow, PoolOptions,
+    Store, UserRow, KNOWN_CLIENT_MS, PRUNE_EVERY,
 };
 use crate::fields::email_key;
 
@@ -352,6 +353,92 @@ impl Store for SqliteDb {
             )?
             .execute(params![id, old_hash, new_hash])?;
         Ok(changed == 1)
+    }
+
+    /// Counts and checks in one `IMMEDIATE` transaction, which SQLite serialises across every
+    /// connection and process on the file.
+    fn reserve_login_failure(
+        &self,
+        account: &str,
+        client: &str,
+        now_ms: i64,
+        window_ms: i64,
+        limit: u32,
+        kept_for_known: u32,
+    ) -> Result<LoginBudget, DbError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let since = now_ms.saturating_sub(window_ms);
+        tx.prepare_cached("DELETE FROM login_failures WHERE account_key = ?1 AND at <= ?2")?
+            .execute(params![account, since])?;
+        let (count, oldest): (i64, Option<i64>) = tx
+            .prepare_cached("SELECT count(*), min(at) FROM login_failures WHERE account_key = ?1")?
+            .query_row(params![account], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let spent = if count >= i64::from(limit) {
+            true
+        } else if count >= i64::from(limit.saturating_sub(kept_for_known)) {
+            let known: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM login_known_clients \
+                     WHERE account_key = ?1 AND client = ?2 AND last_success > ?3)",
+                )?
+                .query_row(
+                    params![account, client, now_ms.saturating_sub(KNOWN_CLIENT_MS)],
+                    |row| row.get(0),
+                )?;
+            !known
+        } else {
+            false
+        };
+        if spent {
+            let retry_after_ms = oldest.map_or(0, |at| at + window_ms - now_ms);
+            return Ok(LoginBudget::Spent { retry_after_ms });
+        }
+        let id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO login_failures (account_key, at) VALUES (?1, ?2) RETURNING id",
+            )?
+            .query_row(params![account, now_ms], |row| row.get(0))?;
+        if id % PRUNE_EVERY == 0 {
+            tx.prepare_cached("DELETE FROM login_failures WHERE at <= ?1")?
+                .execute(params![since])?;
+        }
+        tx.commit()?;
+        Ok(LoginBudget::Reserved(id))
+    }
+
+    fn release_login_failure(&self, id: i64) -> Result<(), DbError> {
+        self.conn()?
+            .prepare_cached("DELETE FROM login_failures WHERE id = ?1")?
+            .execute(params![id])?;
+        Ok(())
+    }
+
+    fn record_login_success(
+        &self,
+        account: &str,
+        client: &str,
+        reservation: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), DbError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if let Some(id) = reservation {
+            tx.prepare_cached("DELETE FROM login_failures WHERE id = ?1")?
+                .execute(params![id])?;
+        }
+        tx.prepare_cached(
+            "INSERT INTO login_known_clients (account_key, client, last_success) \
+             VALUES (?1, ?2, ?3) ON CONFLICT (account_key, client) \
+             DO UPDATE SET last_success = excluded.last_success",
+        )?
+        .execute(params![account, client, now_ms])?;
+        tx.prepare_cached(
+            "DELETE FROM login_known_clients WHERE account_key = ?1 AND last_success <= ?2",
+        )?
+        .execute(params![account, now_ms.saturating_sub(KNOWN_CLIENT_MS)])?;
+        tx.commit()?;
+        Ok(())
     }
 }
 

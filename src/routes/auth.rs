@@ -209,6 +209,9 @@ pub struct TokenResponse {
             example = json!({"detail": "Email already registered"})),
         (status = 413, description = "The body is over 64 KiB.", body = ErrorResponse),
         (status = 422, description = "Invalid fields, all listed; also malformed JSON or another content type.", body = ValidationErrorResponse),
+        (status = 429, description = "Too many registrations from this address (`REGISTRATIONS_PER_CLIENT`).", body = ErrorResponse,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again")),
+            example = json!({"detail": "Too many registrations from this address, try again later"})),
         (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
             headers(("Allow" = String, description = "The methods this path accepts"))),
         (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
@@ -222,6 +225,8 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     if state.db.find_user_by_email(&new.email)?.is_some() {
         return Err(ApiError::Conflict("Email already registered"));
     }
+    // Counted once it would cost a hash: invalid bodies and taken emails cost next to nothing.
+    state.throttle.begin_registration(request.client())?;
     Ok(Reply::Deferred(Box::new(
         move |state: &AppState, claim: &dyn Claim| {
             let hash = security::hash_password(&new.password, state.bcrypt_cost)
@@ -268,6 +273,9 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
             example = json!({"detail": "Incorrect email or password"})),
         (status = 413, description = "The body is over 64 KiB.", body = ErrorResponse),
         (status = 422, description = "Missing fields, wrong types, malformed body or another content type.", body = ValidationErrorResponse),
+        (status = 429, description = "Too many failed logins for this email from this address, from this address overall, or for this email from everywhere; the same answer for registered and unknown emails. No password was checked.", body = ErrorResponse,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again")),
+            example = json!({"detail": "Too many failed logins, try again later"})),
         (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
             headers(("Allow" = String, description = "The methods this path accepts"))),
         (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
@@ -278,21 +286,35 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
 pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let credentials =
         parse_login(&request.body, request.header("Content-Type")).map_err(ApiError::Validation)?;
+    // Before the hash is queued, so that a refused guess costs no bcrypt; keyed by the email's
+    // identity (look-alike spellings share one count) whether or not it is registered, so a
+    // 429 says nothing about that.
+    let account = match fields::email_key(&credentials.email) {
+        key if key.is_empty() => credentials.email.clone(),
+        key => key,
+    };
+    let mut attempt = state
+        .throttle
+        .begin_login(&state.db, &account, request.client())?;
     let user = state.db.find_user_by_email(&credentials.email)?;
     Ok(Reply::Deferred(Box::new(
         move |state: &AppState, claim: &dyn Claim| {
+            // The account's budget, shared by every instance, is taken just before the hash.
+            attempt.reserve()?;
             let stored_hash = user.as_ref().map(|u| u.password_hash.as_str());
             let started = Instant::now();
             let check =
                 security::verify_password(&credentials.password, stored_hash, state.bcrypt_cost);
             let user = match (user, check) {
                 (Some(user), PasswordCheck::Match { outdated }) => {
+                    attempt.succeeded();
                     if outdated {
                         upgrade_hash(state, claim, &user, &credentials.password, started)?;
                     }
                     user
                 }
                 (Some(user), PasswordCheck::Unreadable(why)) => {
+                    attempt.failed();
                     // The user cannot log in until an operator fixes the row; the client sees
                     // what any failed login sees. The hash itself is never logged.
                     log::error!(
@@ -302,7 +324,10 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
                     );
                     return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
                 }
-                _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS)),
+                _ => {
+                    attempt.failed();
+                    return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
+                }
             };
             let access_token = state.tokens.issue(user.id).map_err(ApiError::internal)?;
             Ok(ApiResponse::json(

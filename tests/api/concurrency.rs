@@ -34,9 +34,17 @@ fn all_at_once<T: Send + 'static>(
         .collect()
 }
 
+/// An app without rate limits: these tests send many requests from one address at once to
+/// test concurrency, which the per-client limits (tests/api/throttle.rs) would cut short.
+fn unlimited_app(vars: &[(&str, &str)]) -> crate::helpers::TestApp {
+    let mut vars = vars.to_vec();
+    vars.push(("RATE_LIMITS", "off"));
+    spawn_app_with(&vars)
+}
+
 #[test]
 fn sixteen_concurrent_registrations_of_one_email_get_exactly_one_201_and_fifteen_409() {
-    let app = Arc::new(spawn_app());
+    let app = Arc::new(unlimited_app(&[]));
     let client = app.clone();
     let responses = all_at_once(16, move |_| {
         client.register(&valid_registration("race@example.com", "correct horse"))
@@ -64,7 +72,7 @@ fn sixteen_concurrent_registrations_of_one_email_get_exactly_one_201_and_fifteen
 
 #[test]
 fn sixteen_concurrent_registrations_of_one_email_in_different_cases_create_one_user() {
-    let app = Arc::new(spawn_app());
+    let app = Arc::new(unlimited_app(&[]));
     let client = app.clone();
     let responses = all_at_once(16, move |i| {
         let email = match i % 4 {
@@ -91,7 +99,7 @@ fn sixteen_concurrent_registrations_of_one_email_in_different_cases_create_one_u
 
 #[test]
 fn concurrent_registrations_of_different_emails_all_succeed_with_distinct_ids() {
-    let app = Arc::new(spawn_app());
+    let app = Arc::new(unlimited_app(&[]));
     let client = app.clone();
     let responses = all_at_once(16, move |i| {
         client.register(&valid_registration(
@@ -166,7 +174,7 @@ fn health_is_answered_while_logins_are_hashing() {
     // At cost 10 each login takes a noticeable share of a core (a quarter of what production's
     // 12 costs), so sixteen of them keep every core busy for a while, yet finish well inside
     // the server's 10 s queueing deadline even on a loaded machine.
-    let app = Arc::new(spawn_app_with(&[("BCRYPT_COST", "10")]));
+    let app = Arc::new(unlimited_app(&[("BCRYPT_COST", "10")]));
     app.register_user("ada@example.com", "correct horse");
     let logins = 16;
     let done = Arc::new(AtomicUsize::new(0));

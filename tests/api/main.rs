@@ -24,3 +24,4 @@ mod register;
 mod rehash;
 mod shutdown;
 mod slow_clients;
+mod throttle;

@@ -32,7 +32,9 @@ trap cleanup EXIT
 
 (
 	cd "$workdir"
-	exec env DATABASE_URL="sqlite:///$workdir/db.sqlite3" HOST=127.0.0.1 PORT=0 BCRYPT_COST=4 \
+	# RATE_LIMITS=off: Schemathesis sends hundreds of failed logins from one address, which the
+	# limits would answer 429 (documented, but then the 401s and 200s go unchecked).
+	exec env DATABASE_URL="sqlite:///$workdir/db.sqlite3" HOST=127.0.0.1 PORT=0 BCRYPT_COST=4 RATE_LIMITS=off \
 		JWT_SECRET="contract-test-secret-0123456789abcdef0123" RUST_LOG=info,access=off \
 		"$root/target/debug/backnd-api"
 ) 2>"$log" &
