@@ -178,6 +178,23 @@ pub(crate) const KNOWN_CLIENT_MS: i64 = 90 * 24 * 3600 * 1000;
 /// One reservation in this many also prunes every account's failures past their window.
 pub(crate) const PRUNE_EVERY: i64 = 256;
 
+/// The budget rule both backends apply inside their transaction, given the `count` of failures
+/// in the window and the `oldest` of them: spent at `limit`, and for a client that has not
+/// logged in to the account before (`is_known`, asked only then) at `limit - kept_for_known`.
+/// `None`: a failure may be reserved.
+pub(crate) fn spent_budget(
+    (count, oldest): (i64, Option<i64>),
+    (limit, kept_for_known): (u32, u32),
+    (now_ms, window_ms): (i64, i64),
+    is_known: impl FnOnce() -> Result<bool, DbError>,
+) -> Result<Option<LoginBudget>, DbError> {
+    let spent = count >= i64::from(limit)
+        || (count >= i64::from(limit.saturating_sub(kept_for_known)) && !is_known()?);
+    Ok(spent.then(|| LoginBudget::Spent {
+        retry_after_ms: oldest.map_or(0, |at| at + window_ms - now_ms),
+    }))
+}
+
 /// The pooled user store, on whichever backend `DATABASE_URL` chose. Cloning shares the pool.
 #[derive(Clone)]
 pub struct Db(Arc<dyn Store>);
@@ -243,7 +260,24 @@ pub(crate) fn to_rfc3339(stored: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::to_rfc3339;
+    use super::{spent_budget, to_rfc3339, DbError, LoginBudget};
+
+    #[test]
+    fn the_budget_is_spent_at_the_limit_and_for_new_clients_at_the_kept_part() {
+        let at = |count, known: bool| {
+            spent_budget((count, Some(1_000)), (10, 1), (5_000, 60_000), || {
+                Ok::<_, DbError>(known)
+            })
+            .expect("no database here")
+        };
+        let spent = Some(LoginBudget::Spent {
+            retry_after_ms: 56_000,
+        });
+        assert_eq!(at(8, false), None);
+        assert_eq!(at(9, false), spent);
+        assert_eq!(at(9, true), None);
+        assert_eq!(at(10, true), spent);
+    }
 
     #[test]
     fn sqlalchemy_timestamps_become_rfc3339_utc() {

@@ -13,6 +13,7 @@ use postgres::{Client, NoTls, Row};
 use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
+use super::spent_budget;
 use super::{
     to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewUserRow, PoolOptions,
     Store, UserRow, KNOWN_CLIENT_MS, PRUNE_EVERY,
@@ -303,23 +304,18 @@ impl Store for PostgresDb {
         )?;
         let count: i64 = row.try_get(0)?;
         let oldest: Option<i64> = row.try_get(1)?;
-        let spent = if count >= i64::from(limit) {
-            true
-        } else if count >= i64::from(limit.saturating_sub(kept_for_known)) {
-            let known: bool = tx
+        let is_known = || -> Result<bool, DbError> {
+            Ok(tx
                 .query_one(
                     "SELECT EXISTS(SELECT 1 FROM login_known_clients \
                      WHERE account_key = $1 AND client = $2 AND last_success > $3)",
                     &[&account, &client, &now_ms.saturating_sub(KNOWN_CLIENT_MS)],
                 )?
-                .try_get(0)?;
-            !known
-        } else {
-            false
+                .try_get(0)?)
         };
-        if spent {
-            let retry_after_ms = oldest.map_or(0, |at| at + window_ms - now_ms);
-            return Ok(LoginBudget::Spent { retry_after_ms });
+        let budget = (limit, kept_for_known);
+        if let Some(spent) = spent_budget((count, oldest), budget, (now_ms, window_ms), is_known)? {
+            return Ok(spent);
         }
         let id: i64 = tx
             .query_one(

@@ -23,6 +23,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, OpenFlags, OptionalExtension};
 
+use super::spent_budget;
 use super::{
     to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewUserRow, PoolOptions,
     Store, UserRow, KNOWN_CLIENT_MS, PRUNE_EVERY,
@@ -374,10 +375,8 @@ impl Store for SqliteDb {
         let (count, oldest): (i64, Option<i64>) = tx
             .prepare_cached("SELECT count(*), min(at) FROM login_failures WHERE account_key = ?1")?
             .query_row(params![account], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        let spent = if count >= i64::from(limit) {
-            true
-        } else if count >= i64::from(limit.saturating_sub(kept_for_known)) {
-            let known: bool = tx
+        let is_known = || -> Result<bool, DbError> {
+            Ok(tx
                 .prepare_cached(
                     "SELECT EXISTS(SELECT 1 FROM login_known_clients \
                      WHERE account_key = ?1 AND client = ?2 AND last_success > ?3)",
@@ -385,14 +384,11 @@ impl Store for SqliteDb {
                 .query_row(
                     params![account, client, now_ms.saturating_sub(KNOWN_CLIENT_MS)],
                     |row| row.get(0),
-                )?;
-            !known
-        } else {
-            false
+                )?)
         };
-        if spent {
-            let retry_after_ms = oldest.map_or(0, |at| at + window_ms - now_ms);
-            return Ok(LoginBudget::Spent { retry_after_ms });
+        let budget = (limit, kept_for_known);
+        if let Some(spent) = spent_budget((count, oldest), budget, (now_ms, window_ms), is_known)? {
+            return Ok(spent);
         }
         let id: i64 = tx
             .prepare_cached(

@@ -233,7 +233,7 @@ impl Run {
                     self.failures.lock().expect("not poisoned").push(report);
                 }
             }
-            if number % 100 == 0 {
+            if number.is_multiple_of(100) {
                 self.peak_rss_kib
                     .fetch_max(Usage::of(pid).rss_kib, Ordering::SeqCst);
             }
@@ -274,7 +274,7 @@ impl Rng {
     }
 
     fn one_in(&mut self, n: u64) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
 
     fn pick<T: Copy>(&mut self, items: &[T]) -> T {
