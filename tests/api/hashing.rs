@@ -4,7 +4,7 @@
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use crate::helpers::{spawn_app_with, TestApp, TestResponse};
+use crate::helpers::{cost_taking, spawn_app_with, TestApp, TestResponse};
 
 /// Sends `n` logins at the same moment and returns their responses.
 fn concurrent_logins(app: &Arc<TestApp>, n: usize) -> Vec<TestResponse> {
@@ -62,16 +62,6 @@ fn logins_beyond_a_full_hashing_queue_get_503_with_retry_after() {
         "the login that found the thread free succeeds"
     );
     assert!(responses.iter().all(|r| r.status == 200 || r.status == 503));
-}
-
-/// The bcrypt cost whose hash takes about `seconds` on this machine, in this build.
-fn cost_taking(seconds: f64) -> String {
-    let started = Instant::now();
-    backnd_api::hash_password("calibration", 8).expect("hash");
-    let cost_8 = started.elapsed().as_secs_f64().max(1e-4);
-    (8 + (seconds / cost_8).log2().round().max(0.0) as u32)
-        .clamp(8, 16)
-        .to_string()
 }
 
 #[test]

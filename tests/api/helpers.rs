@@ -387,6 +387,16 @@ pub fn fresh_claims(sub: &str) -> Value {
     json!({ "sub": sub, "iat": now, "exp": now + 3600 })
 }
 
+/// The bcrypt cost whose hash takes about `seconds` on this machine, in this build (8 to 16).
+pub fn cost_taking(seconds: f64) -> String {
+    let started = std::time::Instant::now();
+    backnd_api::hash_password("calibration", 8).expect("hash");
+    let cost_8 = started.elapsed().as_secs_f64().max(1e-4);
+    (8 + (seconds / cost_8).log2().round().max(0.0) as u32)
+        .clamp(8, 16)
+        .to_string()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP: for what an HTTP client library hides (keep-alive, interim responses, limits).
 // ---------------------------------------------------------------------------------------------
@@ -584,6 +594,24 @@ impl TestApp {
     pub fn connect(&self) -> TcpStream {
         TcpStream::connect(self.addr).expect("connect")
     }
+}
+
+/// Connects to the app from `source`, one of the many loopback addresses (127.0.0.2, …), as
+/// another client would. Reads time out after 30 s, so that a server that never answers fails
+/// the test instead of hanging it.
+pub fn connect_from(source: &str, app: &TestApp) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    let source: SocketAddr = format!("{source}:0").parse().expect("an address");
+    socket
+        .bind(&source.into())
+        .expect("bind the source address");
+    socket.connect(&app.addr.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream
 }
 
 /// Reads from `stream` until the server closes it or `within` passes.

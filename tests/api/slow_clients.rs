@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    read_response, read_until_closed, spawn_app_with, valid_registration, TestApp,
+    connect_from, read_response, read_until_closed, spawn_app_with, valid_registration, TestApp,
 };
 
 /// Small limits, so that tests of them take seconds.
@@ -277,19 +277,6 @@ fn one_client_cannot_take_every_connection() {
     // A connection closed is one the client may open again.
     drop(held.pop());
     assert_served_again(|| connect_from("127.0.0.1", &app));
-}
-
-/// Connects to the app from `source`, one of the many loopback addresses, as another client
-/// would.
-fn connect_from(source: &str, app: &TestApp) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-    let source: std::net::SocketAddr = format!("{source}:0").parse().expect("an address");
-    socket
-        .bind(&source.into())
-        .expect("bind the source address");
-    socket.connect(&app.addr.into()).expect("connect");
-    socket.into()
 }
 
 /// Asserts a connection is turned away at once: `503` with `Retry-After: 1`, then closed.

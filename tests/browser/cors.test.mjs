@@ -2,7 +2,7 @@
 // Browser test of CORS (CORS_ORIGINS): a web page on another origin calls the API with fetch().
 //
 // Two tiny pages are served by node's http module on 127.0.0.1, each on a port of its own (a
-// different port is a different origin). The server (built as docs.test.mjs builds it) starts
+// different port is a different origin). The server (server.mjs builds and starts it) starts
 // with CORS_ORIGINS set to the first page's origin only. Debian's Chromium, driven headless
 // through playwright-core, then runs fetch() from each page, and the DevTools protocol shows
 // every preflight the browser sent and the headers that came back:
@@ -21,31 +21,15 @@
 // Output ends with `browser: N passed, M failed` (one per case above); exit code 0 on pass or
 // skip, 1 on failure.
 
-import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, '..', '..');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+import { CHROMIUM, CHROMIUM_ARGS, loadChromium } from './chromium.mjs';
+import { buildServer, startServer, stopServer } from './server.mjs';
+
 const REQUIRE = process.env.REQUIRE_BROWSER === '1';
 const BUDGET_MS = Number(process.env.BROWSER_TIMEOUT_MS || 60_000);
 const CASES = 2;
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const started = Date.now();
 const log = (msg) => console.log(`[browser cors ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
@@ -60,23 +44,12 @@ function skipOrFail(reason) {
   process.exit(0);
 }
 
-if (!existsSync(CHROMIUM)) {
-  skipOrFail(`${CHROMIUM} is not installed (apt-get install -y chromium)`);
-}
-let chromium;
-try {
-  ({ chromium } = createRequire(join(HERE, 'package.json'))('playwright-core'));
-} catch {
-  skipOrFail(
-    'playwright-core is not installed (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci)',
-  );
-}
+const chromium = loadChromium(skipOrFail);
 
 // ---------------------------------------------------------------------------------------------
 // The pages and the server
 
-let server = null; // { child, stderr: string[] }
-let workdir = null;
+let server = null; // from startServer (server.mjs): { port, child, stderr: string[], workdir, ready }
 const pages = [];
 
 /// A page server on 127.0.0.1 with a port of its own: its own origin.
@@ -88,77 +61,6 @@ async function servePage(title) {
   await new Promise((done, fail) => page.once('error', fail).listen(0, '127.0.0.1', done));
   pages.push(page);
   return `http://127.0.0.1:${page.address().port}`;
-}
-
-function buildServer() {
-  if (process.env.BACKND_API_BIN) return resolve(process.env.BACKND_API_BIN);
-  log('cargo build');
-  const build = spawnSync('cargo', ['build', '--quiet', '--bin', 'backnd-api'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  if (build.error) throw new Error(`cannot run cargo: ${build.error.message}`);
-  if (build.status !== 0) throw new Error(`cargo build failed (exit ${build.status})`);
-  return join(ROOT, 'target', 'debug', 'backnd-api');
-}
-
-function startServer(bin, corsOrigins) {
-  workdir = mkdtempSync(join(tmpdir(), 'backnd-browser-cors-'));
-  const child = spawn(bin, [], {
-    // The binary reads a .env from its working directory: run it where there is none.
-    cwd: workdir,
-    env: {
-      ...process.env,
-      DATABASE_URL: `sqlite:///${join(workdir, 'db.sqlite3')}`,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      BCRYPT_COST: '4',
-      JWT_SECRET: randomBytes(32).toString('hex'),
-      CORS_ORIGINS: corsOrigins,
-      RUST_LOG: 'info',
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  server = { child, stderr: [] };
-  return new Promise((resolvePort, reject) => {
-    let buffered = '';
-    const timer = setTimeout(() => reject(new Error('the server did not report its port within 15 s')), 15_000);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${bin}: ${err.message}`));
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`the server exited early (${signal || `exit ${code}`})`));
-    });
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk) => {
-      buffered += chunk;
-      const lines = buffered.split('\n');
-      buffered = lines.pop();
-      for (const line of lines) {
-        server.stderr.push(line);
-        const match = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
-        if (match) {
-          clearTimeout(timer);
-          resolvePort(Number(match[1]));
-        }
-      }
-    });
-  });
-}
-
-async function stopServer() {
-  if (!server) return;
-  const { child } = server;
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((done) => child.once('exit', done));
-    child.kill('SIGTERM');
-    const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(killer);
-  }
-  server = null;
 }
 
 /// The server's access-log lines so far, as `METHOD /path STATUS`.
@@ -366,8 +268,9 @@ async function otherOriginIsBlocked(browser, api, origin, user, token) {
 async function run() {
   const allowed = await servePage('allowed');
   const other = await servePage('not allowed');
-  const bin = buildServer();
-  const port = await startServer(bin, allowed);
+  const bin = buildServer({ log });
+  server = startServer(bin, { prefix: 'backnd-browser-cors-', env: { CORS_ORIGINS: allowed } });
+  const port = await server.ready;
   const api = `http://127.0.0.1:${port}`;
   log(`server on ${api}, CORS_ORIGINS=${allowed}; the other page is ${other}`);
 
@@ -405,10 +308,9 @@ async function run() {
 // ---------------------------------------------------------------------------------------------
 
 async function cleanup() {
-  await stopServer();
+  await stopServer(server);
+  server = null;
   for (const page of pages.splice(0)) page.close();
-  if (workdir) rmSync(workdir, { recursive: true, force: true });
-  workdir = null;
 }
 
 for (const signal of ['SIGINT', 'SIGTERM']) {

@@ -23,33 +23,21 @@
 // playwright-core is pinned in package.json and never downloads a browser; install it with
 // PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci.
 
-import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { CHROMIUM, CHROMIUM_ARGS, loadChromium } from './chromium.mjs';
+import { buildServer, startServer, stopServer } from './server.mjs';
+
 const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, '..', '..');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const REQUIRE = process.env.REQUIRE_BROWSER === '1';
 const DOCS_HOST = process.env.DOCS_HOST || 'backnd-api.test';
 const BUDGET_MS = Number(process.env.BROWSER_TIMEOUT_MS || 60_000);
 const SCREENSHOT = join(HERE, 'screenshots', 'docs-me.png');
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', DOCS_HOST.toLowerCase()]);
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const started = Date.now();
 const log = (msg) => console.log(`[browser ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
@@ -64,94 +52,12 @@ function skipOrFail(reason) {
   process.exit(0);
 }
 
-if (!existsSync(CHROMIUM)) {
-  skipOrFail(`${CHROMIUM} is not installed (apt-get install -y chromium)`);
-}
-let chromium;
-try {
-  // Resolved from this folder, so the test runs from any working directory.
-  ({ chromium } = createRequire(join(HERE, 'package.json'))('playwright-core'));
-} catch {
-  skipOrFail(
-    'playwright-core is not installed (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci)',
-  );
-}
+const chromium = loadChromium(skipOrFail);
 
 // ---------------------------------------------------------------------------------------------
-// The server
+// The server (server.mjs)
 
-let server = null; // { child, stderr: string[] }
-let workdir = null;
-
-function buildServer() {
-  if (process.env.BACKND_API_BIN) return resolve(process.env.BACKND_API_BIN);
-  log('cargo build');
-  const build = spawnSync('cargo', ['build', '--quiet', '--bin', 'backnd-api'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  if (build.error) throw new Error(`cannot run cargo: ${build.error.message}`);
-  if (build.status !== 0) throw new Error(`cargo build failed (exit ${build.status})`);
-  return join(ROOT, 'target', 'debug', 'backnd-api');
-}
-
-function startServer(bin) {
-  workdir = mkdtempSync(join(tmpdir(), 'backnd-browser-'));
-  const child = spawn(bin, [], {
-    // The binary reads a .env from its working directory: run it where there is none.
-    cwd: workdir,
-    env: {
-      ...process.env,
-      DATABASE_URL: `sqlite:///${join(workdir, 'db.sqlite3')}`,
-      HOST: '127.0.0.1',
-      PORT: '0',
-      BCRYPT_COST: '4',
-      JWT_SECRET: randomBytes(32).toString('hex'),
-      RUST_LOG: 'info',
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  server = { child, stderr: [] };
-  return new Promise((resolvePort, reject) => {
-    let buffered = '';
-    const timer = setTimeout(() => reject(new Error('the server did not report its port within 15 s')), 15_000);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot start ${bin}: ${err.message}`));
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`the server exited early (${signal || `exit ${code}`})`));
-    });
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk) => {
-      buffered += chunk;
-      const lines = buffered.split('\n');
-      buffered = lines.pop();
-      for (const line of lines) {
-        server.stderr.push(line);
-        const match = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
-        if (match) {
-          clearTimeout(timer);
-          resolvePort(Number(match[1]));
-        }
-      }
-    });
-  });
-}
-
-async function stopServer() {
-  if (!server) return;
-  const { child } = server;
-  if (child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((done) => child.once('exit', done));
-    child.kill('SIGTERM');
-    const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(killer);
-  }
-  server = null;
-}
+let server = null; // from startServer: { port, child, stderr: string[], workdir, ready }
 
 // ---------------------------------------------------------------------------------------------
 // The test
@@ -161,8 +67,9 @@ function check(condition, message) {
 }
 
 async function run() {
-  const bin = buildServer();
-  const port = await startServer(bin);
+  const bin = buildServer({ log });
+  server = startServer(bin, { prefix: 'backnd-browser-' });
+  const port = await server.ready;
   const api = `http://127.0.0.1:${port}`;
   const base = `http://${DOCS_HOST}:${port}`;
   log(`server listening on ${api}`);
@@ -355,9 +262,8 @@ async function checkFramingRefused(browser, base) {
 // ---------------------------------------------------------------------------------------------
 
 async function cleanup() {
-  await stopServer();
-  if (workdir) rmSync(workdir, { recursive: true, force: true });
-  workdir = null;
+  await stopServer(server);
+  server = null;
 }
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
