@@ -129,21 +129,7 @@ fn sixteen_concurrent_registrations_of_look_alikes_create_one_user() {
         "strasse@example.de",
         "ＳＴＲＡẞＥ@example.de",
     ];
-    let barrier = Arc::new(Barrier::new(16));
-    let handles: Vec<_> = (0..16)
-        .map(|i| {
-            let (app, barrier) = (app.clone(), barrier.clone());
-            thread::spawn(move || {
-                barrier.wait();
-                app.register(&valid_registration(spellings[i % 4], "correct horse"))
-                    .status
-            })
-        })
-        .collect();
-    let statuses: Vec<u16> = handles
-        .into_iter()
-        .map(|h| h.join().expect("client thread"))
-        .collect();
+    let statuses = register_all_at_once((0..16).map(|i| (app.clone(), spellings[i % 4])).collect());
     assert_eq!(
         (
             statuses.iter().filter(|&&s| s == 201).count(),
@@ -159,20 +145,34 @@ fn sixteen_concurrent_registrations_of_look_alikes_create_one_user() {
 fn two_instances_racing_for_look_alikes_create_one_user() {
     let first = Arc::new(spawn_app());
     let second = Arc::new(spawn_instance_sharing(&first, &[]));
-    let barrier = Arc::new(Barrier::new(16));
-    let handles: Vec<_> = (0..16)
-        .map(|i| {
-            let app = if i % 2 == 0 {
-                first.clone()
-            } else {
-                second.clone()
-            };
+    let statuses = register_all_at_once(
+        (0..16)
+            .map(|i| {
+                let app = if i % 2 == 0 { &first } else { &second };
+                let email = if i % 4 < 2 {
+                    "ΟΔΟΣ@example.gr"
+                } else {
+                    "οδος@ｅｘａｍｐｌｅ.gr"
+                };
+                (app.clone(), email)
+            })
+            .collect(),
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(count_users(&first), 1);
+}
+
+/// Registers each email on its app, all released at once by a barrier; the statuses in order.
+fn register_all_at_once(clients: Vec<(Arc<TestApp>, &'static str)>) -> Vec<u16> {
+    let barrier = Arc::new(Barrier::new(clients.len()));
+    let handles: Vec<_> = clients
+        .into_iter()
+        .map(|(app, email)| {
             let barrier = barrier.clone();
-            let email = if i % 4 < 2 {
-                "ΟΔΟΣ@example.gr"
-            } else {
-                "οδος@ｅｘａｍｐｌｅ.gr"
-            };
             thread::spawn(move || {
                 barrier.wait();
                 app.register(&valid_registration(email, "correct horse"))
@@ -180,16 +180,10 @@ fn two_instances_racing_for_look_alikes_create_one_user() {
             })
         })
         .collect();
-    let statuses: Vec<u16> = handles
+    handles
         .into_iter()
         .map(|h| h.join().expect("client thread"))
-        .collect();
-    assert_eq!(
-        statuses.iter().filter(|&&s| s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(count_users(&first), 1);
+        .collect()
 }
 
 // ---- the FastAPI service's database ----
