@@ -11,7 +11,7 @@
 //! `Forwarded` must therefore clear an `X-Forwarded-For` a client may have sent (the README
 //! shows the nginx lines).
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// The addresses and CIDR ranges whose forwarding headers are believed (`TRUSTED_PROXIES`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,15 +105,9 @@ pub fn client_address(
 }
 
 /// The key per-client limits count under: the address, or for IPv6 its /64, since one host
-/// commonly holds a whole /64 (as tiny_http's `MAX_CONNECTIONS_PER_CLIENT` counts).
+/// commonly holds a whole /64; the very rule `MAX_CONNECTIONS_PER_CLIENT` counts by.
 pub fn limit_key(address: IpAddr) -> IpAddr {
-    match canonical(address) {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(bits))
-        }
-        v4 => v4,
-    }
+    tiny_http::client_of(address)
 }
 
 /// The `for=` value of one `Forwarded` element (`for=192.0.2.1;proto=https`), if any.

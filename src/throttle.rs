@@ -23,8 +23,9 @@
 //!    "known" addresses, also in the database). An attacker from new addresses is refused at
 //!    90 failures, while the owner from a known address can still log in.
 //!
-//! Unknown emails are counted exactly as known ones, under the same normalised email, so a 429
-//! says nothing about whether an account exists. Registrations are limited per client
+//! Unknown emails are counted exactly as known ones, under the email's identity
+//! (`fields::email_key`, so look-alike spellings share one count), so a 429 says nothing about
+//! whether an account exists. Registrations are limited per client
 //! address: `REGISTRATIONS_PER_CLIENT` in any `REGISTRATION_WINDOW` (in memory, per instance).
 //!
 //! `RATE_LIMITS=off` turns all of it off (and the hashing pool's per-client share).

@@ -585,8 +585,9 @@ impl Drop for OpenConnection<'_> {
 }
 
 /// The client a connection comes from: its IPv4 address, or its IPv6 /64, since one host can
-/// have as many addresses in its /64 as it likes.
-fn client_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+/// have as many addresses in its /64 as it likes. Public so that an application counting its
+/// own per-client limits counts clients as `max_connections_per_client` does.
+pub fn client_of(ip: std::net::IpAddr) -> std::net::IpAddr {
     use std::net::{IpAddr, Ipv6Addr};
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
