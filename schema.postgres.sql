@@ -64,3 +64,33 @@ CREATE TABLE IF NOT EXISTS login_known_clients (
     last_success BIGINT NOT NULL,
     PRIMARY KEY (account_key, client)
 );
+-- Ours: sessions (src/sessions.rs). A login opens one; its refresh token is two random parts,
+-- kept here only as SHA-256 hashes: `family_hash` names the session for as long as it lives,
+-- `token_hash` is the current secret, `previous_hash` the one the last refresh spent (at
+-- `rotated_at`), so that a retry within REFRESH_REUSE_GRACE can be told from theft. `id` is the
+-- session's public id, carried in access tokens as `sid`. Times are Unix milliseconds. Expired
+-- sessions, and sessions revoked more than a day ago, are deleted as logins go on.
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    family_hash TEXT COLLATE "C" NOT NULL UNIQUE,
+    token_hash TEXT NOT NULL,
+    previous_hash TEXT,
+    rotated_at BIGINT,
+    created_at BIGINT NOT NULL,
+    last_used_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    user_agent TEXT,
+    client TEXT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX IF NOT EXISTS ix_sessions_user ON sessions (user_id, last_used_at);
+CREATE INDEX IF NOT EXISTS ix_sessions_expires ON sessions (expires_at);
+CREATE INDEX IF NOT EXISTS ix_sessions_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
+-- Ours: access tokens without a session (`sid`), which the FastAPI service issued, cannot be
+-- revoked one by one. Logging out of every session records the moment here, and such tokens
+-- of the user issued (`iat`, Unix seconds) at or before it are refused from then on.
+CREATE TABLE IF NOT EXISTS token_cutoffs (
+    user_id INTEGER NOT NULL PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    revoked_before BIGINT NOT NULL
+);

@@ -207,6 +207,25 @@ impl FormFields {
         value
     }
 
+    /// A field that must be present and equal to `expected`, as FastAPI checks `grant_type`
+    /// with `pattern="^expected$"`.
+    pub fn required_exactly(&mut self, name: &str, expected: &str) -> Option<String> {
+        let value = self.required(name)?;
+        if value == expected {
+            return Some(value);
+        }
+        let pattern = format!("^{expected}$");
+        self.errors.push(
+            FieldError::new(
+                field_loc(name),
+                format!("String should match pattern '{pattern}'"),
+                "string_pattern_mismatch",
+            )
+            .with_ctx(json!({ "pattern": pattern })),
+        );
+        None
+    }
+
     /// A field that may be left out.
     pub fn optional(&mut self, name: &str) -> Option<String> {
         self.pairs

@@ -84,6 +84,11 @@ pub struct Config {
     pub jwt_algorithm: Algorithm,
     /// How long an access token lives, in minutes (`JWT_ACCESS_TOKEN_EXPIRE_MINUTES`).
     pub access_token_expire_minutes: u32,
+    /// How long a session lives without a refresh (`JWT_REFRESH_TOKEN_EXPIRE_DAYS`).
+    pub refresh_token_lifetime: Duration,
+    /// How long after a refresh token is spent presenting it again is taken for a client's
+    /// retry rather than theft (`REFRESH_REUSE_GRACE`, seconds).
+    pub refresh_reuse_grace: Duration,
     /// The address to listen on (`HOST`).
     pub host: String,
     /// The port to listen on; 0 asks the OS for a free one (`PORT`).
@@ -184,13 +189,15 @@ impl From<ConfigError> for ArgsError {
 
 /// Every variable the service reads, in the order they are checked: the fields of
 /// `Settings`, in order (a unit test holds the two together).
-pub const VARIABLES: [&str; 32] = [
+pub const VARIABLES: [&str; 34] = [
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT",
     "JWT_SECRET",
     "JWT_ALGORITHM",
     "JWT_ACCESS_TOKEN_EXPIRE_MINUTES",
+    "JWT_REFRESH_TOKEN_EXPIRE_DAYS",
+    "REFRESH_REUSE_GRACE",
     "HOST",
     "PORT",
     "WORKERS",
@@ -302,6 +309,18 @@ struct Settings {
     #[arg(long, env = "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", default_value_t = 60,
           value_parser = setting(expire_minutes))]
     jwt_access_token_expire_minutes: u32,
+
+    /// Days a session lives without a refresh; each refresh starts them again
+    // Ten years at most, so that `now + lifetime` in milliseconds can never overflow.
+    #[arg(long, env = "JWT_REFRESH_TOKEN_EXPIRE_DAYS", default_value_t = 30,
+          value_parser = whole::<u32>(1, 3650, "a whole number of days"))]
+    jwt_refresh_token_expire_days: u32,
+
+    /// Seconds during which a refresh token just spent gets a plain 401 (a client retrying);
+    /// after them, presenting it again ends its session as stolen
+    #[arg(long, env = "REFRESH_REUSE_GRACE", default_value_t = 10,
+          value_parser = whole::<u64>(0, 3600, "a whole number of seconds"))]
+    refresh_reuse_grace: u64,
 
     /// Address to listen on
     #[arg(long, env = "HOST", default_value = "127.0.0.1", value_parser = setting(host))]
@@ -572,6 +591,10 @@ impl Config {
             },
             jwt_algorithm: settings.jwt_algorithm,
             access_token_expire_minutes: settings.jwt_access_token_expire_minutes,
+            refresh_token_lifetime: Duration::from_secs(
+                u64::from(settings.jwt_refresh_token_expire_days) * 86_400,
+            ),
+            refresh_reuse_grace: Duration::from_secs(settings.refresh_reuse_grace),
             host: settings.host,
             port: settings.port,
             workers: settings.workers,

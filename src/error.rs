@@ -83,8 +83,9 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// 409: the request conflicts with stored data (an email already taken).
     Conflict(&'static str),
-    /// 404: no route has this path.
-    NotFound,
+    /// 404: no route has this path ("Not Found"), or what it names does not exist for this
+    /// user.
+    NotFound(&'static str),
     /// 405 with `Allow`: the path exists but not for this method.
     MethodNotAllowed {
         /// The methods the path does accept, as the `Allow` header lists them.
@@ -157,7 +158,7 @@ impl ApiError {
             ApiError::Validation(_) => 422,
             ApiError::Unauthorized(_) => 401,
             ApiError::Conflict(_) => 409,
-            ApiError::NotFound => 404,
+            ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Unavailable { .. } => 503,
             ApiError::TooManyRequests { .. } => 429,
@@ -174,8 +175,7 @@ impl ApiError {
                 let response = ApiResponse::json(status, &body);
                 return self.with_headers(response);
             }
-            ApiError::Unauthorized(msg) | ApiError::Conflict(msg) => *msg,
-            ApiError::NotFound => "Not Found",
+            ApiError::Unauthorized(msg) | ApiError::Conflict(msg) | ApiError::NotFound(msg) => *msg,
             ApiError::MethodNotAllowed { .. } => "Method Not Allowed",
             ApiError::Unavailable { detail, .. } | ApiError::TooManyRequests { detail, .. } => {
                 *detail

@@ -221,6 +221,22 @@ pub fn image_url_schema() -> Schema {
     )
 }
 
+/// A refresh token as sent: any string, exactly as sent. One that is not a token of ours is a
+/// 401 like a spent one, not a 422, so its shape tells a client nothing more.
+pub fn refresh_token(value: &Value) -> Rule<String> {
+    string(value, |raw| Ok(raw.to_owned()))
+}
+
+/// Documents [`refresh_token`].
+pub fn refresh_token_schema() -> Object {
+    string_schema(
+        "The refresh_token of the last login or refresh: 64 URL-safe characters. Each is good \
+         for one refresh.",
+    )
+    .examples(["mJ3Yq0kq4l8mYpQ2x1d9Zr0Vtq6o8Xb3sN7cA2eF5gH1iJ4kL7mN0oP3qR6sT9uV"])
+    .build()
+}
+
 fn string_schema(description: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)

@@ -59,6 +59,14 @@ impl<'a> HttpRequest<'a> {
             .map(|(_, value)| *value)
     }
 
+    /// Returns the first value of the query parameter `name`, percent-decoded, if present.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let (_, query) = self.raw.url().split_once('?')?;
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
     /// Returns the first value of the named header (case-insensitive), if present.
     pub fn header(&self, name: &str) -> Option<&'a str> {
         header_value(self.raw, name)
@@ -129,6 +137,11 @@ impl ApiResponse {
         ApiResponse::bytes(status, "application/json", body)
     }
 
+    /// `204 No Content`: no body, and no `Content-Type`.
+    pub fn no_content() -> ApiResponse {
+        ApiResponse::bytes(204, "", Vec::new())
+    }
+
     /// Builds a response with a body of any media type.
     pub fn bytes(
         status: u16,
@@ -161,6 +174,7 @@ impl ApiResponse {
         let common = COMMON_HEADERS.into_iter().filter(|(name, _)| !own(name));
         let headers = [("Content-Type", self.content_type.as_str())]
             .into_iter()
+            .filter(|(_, value)| !value.is_empty())
             .chain(
                 self.headers
                     .iter()

@@ -18,6 +18,7 @@ mod openapi;
 mod routes;
 mod security;
 mod server;
+mod sessions;
 mod state;
 mod throttle;
 

@@ -31,12 +31,13 @@ pub const BEARER_SCHEME: &str = "HTTPBearer";
             Bodies over 64 KiB get 413 before they are read."
     ),
     modifiers(&BearerSecurity),
-    tags((name = "auth", description = "Register, log in, and who am I"))
+    tags((name = "auth", description = "Register, log in, who am I, and sessions"))
 )]
 struct ApiDoc;
 
 /// Adds the OAuth2 password flow whose token URL is `/auth/login`, as FastAPI describes it, so
-/// Swagger UI's Authorize button logs in through the API itself.
+/// Swagger UI's Authorize button logs in through the API itself; its refresh URL is
+/// `/auth/refresh`.
 struct BearerSecurity;
 
 impl Modify for BearerSecurity {
@@ -44,9 +45,10 @@ impl Modify for BearerSecurity {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             SECURITY_SCHEME,
-            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::with_refresh_url(
                 "/auth/login",
                 Scopes::new(),
+                "/auth/refresh",
             ))])),
         );
         components.add_security_scheme(
@@ -117,5 +119,6 @@ mod tests {
         assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
         let flow = &doc["components"]["securitySchemes"][SECURITY_SCHEME]["flows"]["password"];
         assert_eq!(flow["tokenUrl"], "/auth/login");
+        assert_eq!(flow["refreshUrl"], "/auth/refresh");
     }
 }

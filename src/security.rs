@@ -164,15 +164,32 @@ fn dummy_hash(cost: u32) -> String {
     format!("$2b${cost:02}$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW")
 }
 
-/// The claims of an access token: the user id as a string, issued-at and expiry (Unix seconds).
+/// The claims of an access token: the user id as a string, its session, issued-at and expiry
+/// (Unix seconds).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     /// The user id, as a string (as python-jose tokens carried it).
     pub sub: String,
-    /// Issued at.
-    pub iat: i64,
+    /// The session the token belongs to (`crate::sessions`). Tokens the FastAPI service issued
+    /// have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Issued at. Ours always carry it; a FastAPI token may not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
     /// Expires at.
     pub exp: i64,
+}
+
+/// What a valid access token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    /// The user it was issued for.
+    pub user_id: i64,
+    /// Its session; `None` for a token issued before sessions (by the FastAPI service).
+    pub session: Option<String>,
+    /// When it was issued (Unix seconds), if it says.
+    pub issued_at: Option<i64>,
 }
 
 /// Issues and checks access tokens with one secret and one algorithm.
@@ -213,26 +230,37 @@ impl TokenKeys {
         self.lifetime_seconds
     }
 
-    /// Issues a token for `user_id`, valid from now for the configured lifetime.
-    pub fn issue(&self, user_id: i64) -> Result<String, jsonwebtoken::errors::Error> {
+    /// Issues a token for `user_id` in session `session`, valid from now for the configured
+    /// lifetime.
+    pub fn issue(
+        &self,
+        user_id: i64,
+        session: &str,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user_id.to_string(),
-            iat: now,
+            sid: Some(session.to_owned()),
+            iat: Some(now),
             exp: now + self.lifetime_seconds,
         };
         encode(&Header::new(self.algorithm), &claims, &self.encoding)
     }
 
-    /// Returns the user id a valid token was issued for, or `None` for any token that is
-    /// malformed, tampered with, signed otherwise, expired, not valid yet (`nbf`), marked with
-    /// `crit` header parameters, or lacks `exp` or a numeric `sub`.
-    pub fn verify(&self, token: &str) -> Option<i64> {
+    /// Returns what a valid token says, or `None` for any token that is malformed, tampered
+    /// with, signed otherwise, expired, not valid yet (`nbf`), marked with `crit` header
+    /// parameters, or lacks `exp` or a numeric `sub`. Whether its session is still live is the
+    /// database's to say.
+    pub fn verify(&self, token: &str) -> Option<AccessToken> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
         if names_critical_parameters(token) {
             return None;
         }
-        data.claims.sub.parse().ok()
+        Some(AccessToken {
+            user_id: data.claims.sub.parse().ok()?,
+            session: data.claims.sid,
+            issued_at: data.claims.iat,
+        })
     }
 }
 
@@ -331,12 +359,34 @@ mod tests {
     #[test]
     fn a_token_round_trips_and_a_foreign_one_does_not() {
         let keys = TokenKeys::new(&[7; 32], Algorithm::HS256, 5);
-        let token = keys.issue(42).expect("encode");
-        assert_eq!(keys.verify(&token), Some(42));
+        let token = keys.issue(42, "s1").expect("encode");
+        let verified = keys.verify(&token).expect("valid");
+        assert_eq!(verified.user_id, 42);
+        assert_eq!(verified.session.as_deref(), Some("s1"));
+        assert!(verified.issued_at.is_some());
         let other = TokenKeys::new(&[8; 32], Algorithm::HS256, 5);
         assert_eq!(other.verify(&token), None);
         let other_alg = TokenKeys::new(&[7; 32], Algorithm::HS512, 5);
         assert_eq!(other_alg.verify(&token), None);
+    }
+
+    #[test]
+    fn a_token_without_sid_or_iat_is_read_as_one_from_before_sessions() {
+        let keys = TokenKeys::new(&[7; 32], Algorithm::HS256, 5);
+        let exp = chrono::Utc::now().timestamp() + 300;
+        let token = signed(
+            &keys,
+            Header::new(Algorithm::HS256),
+            serde_json::json!({ "sub": "42", "exp": exp }),
+        );
+        assert_eq!(
+            keys.verify(&token),
+            Some(AccessToken {
+                user_id: 42,
+                session: None,
+                issued_at: None,
+            })
+        );
     }
 
     fn signed(keys: &TokenKeys, header: Header, claims: serde_json::Value) -> String {
@@ -353,7 +403,8 @@ mod tests {
         };
         let header = || Header::new(Algorithm::HS256);
         assert_eq!(
-            keys.verify(&signed(&keys, header(), claims((now - 5).into()))),
+            keys.verify(&signed(&keys, header(), claims((now - 5).into())))
+                .map(|token| token.user_id),
             Some(42)
         );
         assert_eq!(

@@ -20,7 +20,7 @@ use crate::hashing::HashPool;
 use crate::http::{self, ApiResponse, HttpRequest};
 use crate::routes::{self, Reply};
 use crate::security::TokenKeys;
-use crate::state::AppState;
+use crate::state::{AppState, SessionRules};
 use crate::throttle::Throttle;
 
 /// How often a stopping server looks whether its last requests have been answered.
@@ -242,6 +242,7 @@ fn open_state(config: &Config, connections: usize) -> std::result::Result<AppSta
         ),
         bcrypt_cost: config.bcrypt_cost,
         throttle: Arc::new(Throttle::new(config.rate_limits.clone())),
+        sessions: SessionRules::from_config(config),
     })
 }
 

@@ -16,6 +16,30 @@ pub struct AppState {
     pub bcrypt_cost: u32,
     /// Login and registration limits (`RATE_LIMITS` and the settings after it).
     pub throttle: Arc<Throttle>,
+    /// How long sessions live and how their refresh tokens are judged.
+    pub sessions: SessionRules,
+}
+
+/// How long sessions live and how a spent refresh token is judged (`crate::sessions`).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRules {
+    /// How long a session lives without a refresh, in milliseconds
+    /// (`JWT_REFRESH_TOKEN_EXPIRE_DAYS`).
+    pub lifetime_ms: i64,
+    /// How long after a refresh its spent token counts as a retry, in milliseconds
+    /// (`REFRESH_REUSE_GRACE`).
+    pub reuse_grace_ms: i64,
+}
+
+impl SessionRules {
+    /// The rules the configuration sets.
+    pub fn from_config(config: &crate::Config) -> SessionRules {
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        SessionRules {
+            lifetime_ms: ms(config.refresh_token_lifetime),
+            reuse_grace_ms: ms(config.refresh_reuse_grace),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -38,6 +62,10 @@ impl AppState {
             tokens,
             bcrypt_cost: 4,
             throttle: Arc::new(Throttle::new(crate::throttle::Limits::off())),
+            sessions: SessionRules {
+                lifetime_ms: 30 * 86_400_000,
+                reuse_grace_ms: 10_000,
+            },
         };
         (state, dir)
     }

@@ -95,6 +95,89 @@ pub enum LoginBudget {
     },
 }
 
+/// What a login stores to open a session (see [`crate::sessions`]).
+#[derive(Debug, Clone)]
+pub struct NewSession<'a> {
+    /// The session's public id.
+    pub id: &'a str,
+    /// Whose session it is.
+    pub user_id: i64,
+    /// SHA-256 of the refresh token's family part, which finds the session.
+    pub family_hash: &'a str,
+    /// SHA-256 of the refresh token's first secret.
+    pub token_hash: &'a str,
+    /// The client's `User-Agent`, cleaned and cut.
+    pub user_agent: Option<&'a str>,
+    /// The client's address.
+    pub client: &'a str,
+    /// Now, Unix milliseconds: created and last used.
+    pub now_ms: i64,
+    /// When the session ends unless refreshed, Unix milliseconds.
+    pub expires_ms: i64,
+}
+
+/// What a refresh asks of the store: find the session by `family_hash`, and if `presented` is
+/// its current secret, replace it with `new_hash` and extend the session.
+#[derive(Debug, Clone)]
+pub struct Rotation<'a> {
+    /// SHA-256 of the presented token's family part.
+    pub family_hash: &'a str,
+    /// SHA-256 of the presented token's secret.
+    pub presented: &'a str,
+    /// SHA-256 of the secret that replaces it.
+    pub new_hash: &'a str,
+    /// Now, Unix milliseconds.
+    pub now_ms: i64,
+    /// The session's new expiry, Unix milliseconds.
+    pub expires_ms: i64,
+    /// How long after a refresh its spent secret counts as a retry, in milliseconds.
+    pub grace_ms: i64,
+    /// The refreshing client's `User-Agent`, cleaned and cut.
+    pub user_agent: Option<&'a str>,
+    /// The refreshing client's address.
+    pub client: &'a str,
+}
+
+/// The answer of [`Store::rotate_refresh_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotated {
+    /// The token was current: it is spent, and the session (with this id, of this user) goes on
+    /// under the new secret.
+    Done {
+        /// The session's public id.
+        session_id: String,
+        /// The session's user.
+        user: Box<UserRow>,
+    },
+    /// No live session has this token: unknown, ended, or the secret the last refresh spent
+    /// presented again within the grace. Nothing changed.
+    Refused,
+    /// A spent secret outside the grace: the session (this id, of this user) has been revoked.
+    Revoked {
+        /// The session's public id.
+        session_id: String,
+        /// The session's user.
+        user_id: i64,
+    },
+}
+
+/// A live session as `GET /auth/sessions` shows it. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// The public id.
+    pub id: String,
+    /// When the login that opened it happened.
+    pub created_ms: i64,
+    /// When it was last opened or refreshed.
+    pub last_used_ms: i64,
+    /// When it ends unless refreshed.
+    pub expires_ms: i64,
+    /// The `User-Agent` of its last login or refresh.
+    pub user_agent: Option<String>,
+    /// The address of its last login or refresh.
+    pub client: String,
+}
+
 /// How the pool is sized and how long it waits.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolOptions {
@@ -170,6 +253,57 @@ pub trait Store: Send + Sync {
         reservation: Option<i64>,
         now_ms: i64,
     ) -> Result<(), DbError>;
+
+    /// Opens a session. In the same transaction, deletes up to
+    /// [`crate::sessions::PRUNED_PER_LOGIN`] sessions past their expiry and as many revoked
+    /// more than [`crate::sessions::REVOKED_KEPT_MS`] ago, and revokes the
+    /// user's least recently used live sessions beyond
+    /// [`crate::sessions::SESSIONS_PER_USER`] - 1, so that the new one fits.
+    fn open_session(&self, session: &NewSession<'_>) -> Result<(), DbError>;
+
+    /// The user of a live session (not revoked, not expired at `now_ms`) whose id is `session`
+    /// and whose user is `user_id`: one lookup by the session's primary key, joined to the user.
+    fn find_session_user(
+        &self,
+        user_id: i64,
+        session: &str,
+        now_ms: i64,
+    ) -> Result<Option<UserRow>, DbError>;
+
+    /// The user of an access token without a session (the FastAPI service's), unless logging
+    /// out of every session has cut such tokens off since `issued_at` (Unix seconds; a token
+    /// without `iat` is cut off by any cutoff).
+    fn find_user_for_sessionless_token(
+        &self,
+        user_id: i64,
+        issued_at: Option<i64>,
+    ) -> Result<Option<UserRow>, DbError>;
+
+    /// Spends a refresh token's secret, atomically: of any number of requests (on any number of
+    /// instances) presenting one token, exactly one gets [`Rotated::Done`]. The rule is
+    /// [`crate::sessions::Presented::of`], applied while the session's row is held.
+    fn rotate_refresh_token(&self, rotation: &Rotation<'_>) -> Result<Rotated, DbError>;
+
+    /// The user's live sessions at `now_ms`, most recently used first.
+    fn list_sessions(&self, user_id: i64, now_ms: i64) -> Result<Vec<SessionRow>, DbError>;
+
+    /// Revokes one live session of the user's; `false` when the user has no such session
+    /// (another user's, ended, or unknown), so that another user's id looks like no id at all.
+    fn revoke_session(&self, user_id: i64, session: &str, now_ms: i64) -> Result<bool, DbError>;
+
+    /// Revokes every live session of the user's but `keep` (if given), and in the same
+    /// transaction does what [`Store::cut_off_sessionless_tokens`] does; returns how many
+    /// sessions ended.
+    fn revoke_sessions(
+        &self,
+        user_id: i64,
+        keep: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64, DbError>;
+
+    /// Refuses, from now on, the user's access tokens without a session issued (`iat`) up to
+    /// `now_ms`: those [`Store::find_user_for_sessionless_token`] then finds no user for.
+    fn cut_off_sessionless_tokens(&self, user_id: i64, now_ms: i64) -> Result<(), DbError>;
 }
 
 /// How long an address that logged in successfully stays known to its account (90 days).

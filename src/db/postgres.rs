@@ -15,11 +15,21 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::spent_budget;
 use super::{
-    to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewUserRow, PoolOptions,
-    Store, UserRow, KNOWN_CLIENT_MS, PRUNE_EVERY,
+    to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewSession, NewUserRow,
+    PoolOptions, Rotated, Rotation, SessionRow, Store, UserRow, KNOWN_CLIENT_MS, PRUNE_EVERY,
 };
 use crate::config::PostgresUrl;
 use crate::fields::email_key;
+use crate::sessions::{
+    Presented, StoredSecret, PRUNED_PER_LOGIN, REVOKED_KEPT_MS, SESSIONS_PER_USER,
+};
+
+/// Records that the user's (`$1`) access tokens without a session issued up to `$2` (Unix
+/// seconds) are refused; a later cutoff never moves back.
+const CUT_OFF: &str = "INSERT INTO token_cutoffs (user_id, revoked_before) \
+                       VALUES ($1::int8::int4, $2) ON CONFLICT (user_id) \
+                       DO UPDATE SET revoked_before = \
+                       GREATEST(token_cutoffs.revoked_before, excluded.revoked_before)";
 
 /// The schema, applied at every start without harming existing data.
 const SCHEMA: &str = include_str!("../../schema.postgres.sql");
@@ -359,6 +369,210 @@ impl Store for PostgresDb {
             &[&account, &now_ms.saturating_sub(KNOWN_CLIENT_MS)],
         )?;
         tx.commit()?;
+        Ok(())
+    }
+
+    fn open_session(&self, session: &NewSession<'_>) -> Result<(), DbError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+             WHERE expires_at <= $1 LIMIT $2)",
+            &[&session.now_ms, &PRUNED_PER_LOGIN],
+        )?;
+        tx.execute(
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+             WHERE revoked_at <= $1 LIMIT $2)",
+            &[&(session.now_ms - REVOKED_KEPT_MS), &PRUNED_PER_LOGIN],
+        )?;
+        // Logins of one user take turns here, so that two racing cannot both find room for
+        // one more session and leave the user over the limit.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('sessions:' || $1::int8::text, 0))",
+            &[&session.user_id],
+        )?;
+        tx.execute(
+            "UPDATE sessions SET revoked_at = $2 WHERE id IN (SELECT id FROM sessions \
+             WHERE user_id = $1::int8 AND revoked_at IS NULL \
+             ORDER BY last_used_at DESC, id OFFSET $3)",
+            &[
+                &session.user_id,
+                &session.now_ms,
+                &i64::from(SESSIONS_PER_USER - 1),
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO sessions (id, user_id, family_hash, token_hash, created_at, \
+             last_used_at, expires_at, user_agent, client) \
+             VALUES ($1, $2::int8::int4, $3, $4, $5, $5, $6, $7, $8)",
+            &[
+                &session.id,
+                &session.user_id,
+                &session.family_hash,
+                &session.token_hash,
+                &session.now_ms,
+                &session.expires_ms,
+                &session.user_agent,
+                &session.client,
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn find_session_user(
+        &self,
+        user_id: i64,
+        session: &str,
+        now_ms: i64,
+    ) -> Result<Option<UserRow>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = (SELECT user_id FROM sessions WHERE id = $1 ",
+            "AND user_id = $2::int8 AND revoked_at IS NULL AND expires_at > $3)"
+        );
+        let row = self
+            .conn()?
+            .query_opt(sql, &[&session, &user_id, &now_ms])?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    fn find_user_for_sessionless_token(
+        &self,
+        user_id: i64,
+        issued_at: Option<i64>,
+    ) -> Result<Option<UserRow>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1::int8 AND NOT EXISTS (SELECT 1 FROM token_cutoffs ",
+            "WHERE user_id = $1::int8 AND ($2::int8 IS NULL OR revoked_before >= $2::int8))"
+        );
+        let row = self.conn()?.query_opt(sql, &[&user_id, &issued_at])?;
+        row.map(|r| user_from_row(&r)).transpose()
+    }
+
+    /// Holds the session's row (`FOR UPDATE`) from reading it to changing it, so requests on
+    /// any instance presenting one token take turns, and each sees what the one before left.
+    fn rotate_refresh_token(&self, rotation: &Rotation<'_>) -> Result<Rotated, DbError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        let Some(row) = tx.query_opt(
+            "SELECT id, user_id::int8, token_hash, previous_hash, rotated_at, \
+             revoked_at IS NOT NULL, expires_at FROM sessions WHERE family_hash = $1 FOR UPDATE",
+            &[&rotation.family_hash],
+        )?
+        else {
+            return Ok(Rotated::Refused);
+        };
+        let id: String = row.try_get(0)?;
+        let user_id: i64 = row.try_get(1)?;
+        let stored = StoredSecret {
+            token_hash: row.try_get(2)?,
+            previous_hash: row.try_get(3)?,
+            rotated_at: row.try_get(4)?,
+            revoked: row.try_get(5)?,
+            expires_at: row.try_get(6)?,
+        };
+        let now = rotation.now_ms;
+        match Presented::of(&stored, rotation.presented, now, rotation.grace_ms) {
+            Presented::Retry | Presented::Ended => Ok(Rotated::Refused),
+            Presented::Reuse => {
+                tx.execute(
+                    "UPDATE sessions SET revoked_at = $2 WHERE id = $1",
+                    &[&id, &now],
+                )?;
+                tx.commit()?;
+                Ok(Rotated::Revoked {
+                    session_id: id,
+                    user_id,
+                })
+            }
+            Presented::Current => {
+                tx.execute(
+                    "UPDATE sessions SET token_hash = $2, previous_hash = $3, rotated_at = $4, \
+                     last_used_at = $4, expires_at = $5, user_agent = $6, client = $7 \
+                     WHERE id = $1",
+                    &[
+                        &id,
+                        &rotation.new_hash,
+                        &rotation.presented,
+                        &now,
+                        &rotation.expires_ms,
+                        &rotation.user_agent,
+                        &rotation.client,
+                    ],
+                )?;
+                let sql = concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE id = $1::int8"
+                );
+                let Some(user) = tx.query_opt(sql, &[&user_id])? else {
+                    return Ok(Rotated::Refused); // the user is gone; nothing is kept
+                };
+                let user = user_from_row(&user)?;
+                tx.commit()?;
+                Ok(Rotated::Done {
+                    session_id: id,
+                    user: Box::new(user),
+                })
+            }
+        }
+    }
+
+    fn list_sessions(&self, user_id: i64, now_ms: i64) -> Result<Vec<SessionRow>, DbError> {
+        let rows = self.conn()?.query(
+            "SELECT id, created_at, last_used_at, expires_at, user_agent, client FROM sessions \
+             WHERE user_id = $1::int8 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY last_used_at DESC, id",
+            &[&user_id, &now_ms],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionRow {
+                    id: row.try_get(0)?,
+                    created_ms: row.try_get(1)?,
+                    last_used_ms: row.try_get(2)?,
+                    expires_ms: row.try_get(3)?,
+                    user_agent: row.try_get(4)?,
+                    client: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    fn revoke_session(&self, user_id: i64, session: &str, now_ms: i64) -> Result<bool, DbError> {
+        let changed = self.conn()?.execute(
+            "UPDATE sessions SET revoked_at = $3 WHERE id = $2 AND user_id = $1::int8 \
+             AND revoked_at IS NULL AND expires_at > $3",
+            &[&user_id, &session, &now_ms],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn revoke_sessions(
+        &self,
+        user_id: i64,
+        keep: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64, DbError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        let ended = tx.execute(
+            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1::int8 AND revoked_at IS NULL \
+             AND expires_at > $2 AND ($3::text IS NULL OR id <> $3::text)",
+            &[&user_id, &now_ms, &keep],
+        )?;
+        tx.execute(CUT_OFF, &[&user_id, &now_ms.div_euclid(1000)])?;
+        tx.commit()?;
+        Ok(ended)
+    }
+
+    fn cut_off_sessionless_tokens(&self, user_id: i64, now_ms: i64) -> Result<(), DbError> {
+        self.conn()?
+            .execute(CUT_OFF, &[&user_id, &now_ms.div_euclid(1000)])?;
         Ok(())
     }
 }

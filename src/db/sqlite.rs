@@ -25,10 +25,13 @@ use rusqlite::{params, OpenFlags, OptionalExtension};
 
 use super::spent_budget;
 use super::{
-    to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewUserRow, PoolOptions,
-    Store, UserRow, KNOWN_CLIENT_MS, PRUNE_EVERY,
+    to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewSession, NewUserRow,
+    PoolOptions, Rotated, Rotation, SessionRow, Store, UserRow, KNOWN_CLIENT_MS, PRUNE_EVERY,
 };
 use crate::fields::email_key;
+use crate::sessions::{
+    Presented, StoredSecret, PRUNED_PER_LOGIN, REVOKED_KEPT_MS, SESSIONS_PER_USER,
+};
 
 /// The user columns in the order `user_from_row` reads them. A macro so each statement is one
 /// literal.
@@ -49,6 +52,12 @@ macro_rules! holder_of_key {
          (SELECT id FROM users WHERE lower(email) = lower(?2) ORDER BY id LIMIT 1))"
     };
 }
+
+/// Records that the user's (`?1`) access tokens without a session issued up to `?2` (Unix
+/// seconds) are refused; a later cutoff never moves back.
+const CUT_OFF: &str = "INSERT INTO token_cutoffs (user_id, revoked_before) VALUES (?1, ?2) \
+                       ON CONFLICT (user_id) \
+                       DO UPDATE SET revoked_before = max(revoked_before, excluded.revoked_before)";
 
 /// The schema, applied at every start without harming existing data.
 const SCHEMA: &str = include_str!("../../schema.sql");
@@ -434,6 +443,222 @@ impl Store for SqliteDb {
         )?
         .execute(params![account, now_ms.saturating_sub(KNOWN_CLIENT_MS)])?;
         tx.commit()?;
+        Ok(())
+    }
+
+    fn open_session(&self, session: &NewSession<'_>) -> Result<(), DbError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.prepare_cached(
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+             WHERE expires_at <= ?1 LIMIT ?2)",
+        )?
+        .execute(params![session.now_ms, PRUNED_PER_LOGIN])?;
+        tx.prepare_cached(
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+             WHERE revoked_at <= ?1 LIMIT ?2)",
+        )?
+        .execute(params![session.now_ms - REVOKED_KEPT_MS, PRUNED_PER_LOGIN])?;
+        tx.prepare_cached(
+            "UPDATE sessions SET revoked_at = ?2 WHERE id IN (SELECT id FROM sessions \
+             WHERE user_id = ?1 AND revoked_at IS NULL \
+             ORDER BY last_used_at DESC, id LIMIT -1 OFFSET ?3)",
+        )?
+        .execute(params![
+            session.user_id,
+            session.now_ms,
+            SESSIONS_PER_USER - 1
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO sessions (id, user_id, family_hash, token_hash, created_at, \
+             last_used_at, expires_at, user_agent, client) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            session.id,
+            session.user_id,
+            session.family_hash,
+            session.token_hash,
+            session.now_ms,
+            session.expires_ms,
+            session.user_agent,
+            session.client
+        ])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn find_session_user(
+        &self,
+        user_id: i64,
+        session: &str,
+        now_ms: i64,
+    ) -> Result<Option<UserRow>, DbError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = (SELECT user_id FROM sessions WHERE id = ?1 ",
+            "AND user_id = ?2 AND revoked_at IS NULL AND expires_at > ?3)"
+        ))?;
+        Ok(stmt
+            .query_row(params![session, user_id, now_ms], user_from_row)
+            .optional()?)
+    }
+
+    fn find_user_for_sessionless_token(
+        &self,
+        user_id: i64,
+        issued_at: Option<i64>,
+    ) -> Result<Option<UserRow>, DbError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM token_cutoffs ",
+            "WHERE user_id = ?1 AND (?2 IS NULL OR revoked_before >= ?2))"
+        ))?;
+        Ok(stmt
+            .query_row(params![user_id, issued_at], user_from_row)
+            .optional()?)
+    }
+
+    /// Reads the session first without a lock, so that an unknown token costs one read; a
+    /// known one is read again and changed in one `IMMEDIATE` transaction, which SQLite
+    /// serialises across every connection and process on the file.
+    fn rotate_refresh_token(&self, rotation: &Rotation<'_>) -> Result<Rotated, DbError> {
+        const FIND: &str = "SELECT id, user_id, token_hash, previous_hash, rotated_at, \
+                            revoked_at IS NOT NULL, expires_at FROM sessions WHERE family_hash = ?1";
+        let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<(String, i64, StoredSecret)> {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                StoredSecret {
+                    token_hash: row.get(2)?,
+                    previous_hash: row.get(3)?,
+                    rotated_at: row.get(4)?,
+                    revoked: row.get(5)?,
+                    expires_at: row.get(6)?,
+                },
+            ))
+        };
+        let mut conn = self.conn()?;
+        let known = conn
+            .prepare_cached("SELECT 1 FROM sessions WHERE family_hash = ?1")?
+            .exists(params![rotation.family_hash])?;
+        if !known {
+            return Ok(Rotated::Refused);
+        }
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let Some((id, user_id, stored)) = tx
+            .prepare_cached(FIND)?
+            .query_row(params![rotation.family_hash], read)
+            .optional()?
+        else {
+            return Ok(Rotated::Refused);
+        };
+        let now = rotation.now_ms;
+        match Presented::of(&stored, rotation.presented, now, rotation.grace_ms) {
+            Presented::Retry | Presented::Ended => Ok(Rotated::Refused),
+            Presented::Reuse => {
+                tx.prepare_cached("UPDATE sessions SET revoked_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, now])?;
+                tx.commit()?;
+                Ok(Rotated::Revoked {
+                    session_id: id,
+                    user_id,
+                })
+            }
+            Presented::Current => {
+                tx.prepare_cached(
+                    "UPDATE sessions SET token_hash = ?2, previous_hash = ?3, rotated_at = ?4, \
+                     last_used_at = ?4, expires_at = ?5, user_agent = ?6, client = ?7 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    rotation.new_hash,
+                    rotation.presented,
+                    now,
+                    rotation.expires_ms,
+                    rotation.user_agent,
+                    rotation.client
+                ])?;
+                let user = tx
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        user_columns!(),
+                        " FROM users WHERE id = ?1"
+                    ))?
+                    .query_row(params![user_id], user_from_row)
+                    .optional()?;
+                let Some(user) = user else {
+                    return Ok(Rotated::Refused); // the user is gone; nothing is kept
+                };
+                tx.commit()?;
+                Ok(Rotated::Done {
+                    session_id: id,
+                    user: Box::new(user),
+                })
+            }
+        }
+    }
+
+    fn list_sessions(&self, user_id: i64, now_ms: i64) -> Result<Vec<SessionRow>, DbError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, created_at, last_used_at, expires_at, user_agent, client FROM sessions \
+             WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 \
+             ORDER BY last_used_at DESC, id",
+        )?;
+        let rows = stmt.query_map(params![user_id, now_ms], |row| {
+            Ok(SessionRow {
+                id: row.get(0)?,
+                created_ms: row.get(1)?,
+                last_used_ms: row.get(2)?,
+                expires_ms: row.get(3)?,
+                user_agent: row.get(4)?,
+                client: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn revoke_session(&self, user_id: i64, session: &str, now_ms: i64) -> Result<bool, DbError> {
+        let changed = self
+            .conn()?
+            .prepare_cached(
+                "UPDATE sessions SET revoked_at = ?3 WHERE id = ?2 AND user_id = ?1 \
+                 AND revoked_at IS NULL AND expires_at > ?3",
+            )?
+            .execute(params![user_id, session, now_ms])?;
+        Ok(changed == 1)
+    }
+
+    fn revoke_sessions(
+        &self,
+        user_id: i64,
+        keep: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64, DbError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let ended = tx
+            .prepare_cached(
+                "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL \
+                 AND expires_at > ?2 AND (?3 IS NULL OR id <> ?3)",
+            )?
+            .execute(params![user_id, now_ms, keep])?;
+        tx.prepare_cached(CUT_OFF)?
+            .execute(params![user_id, now_ms.div_euclid(1000)])?;
+        tx.commit()?;
+        Ok(ended as u64)
+    }
+
+    fn cut_off_sessionless_tokens(&self, user_id: i64, now_ms: i64) -> Result<(), DbError> {
+        self.conn()?
+            .prepare_cached(CUT_OFF)?
+            .execute(params![user_id, now_ms.div_euclid(1000)])?;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use utoipa::ToSchema;
 
+use super::sessions::{self, Device};
 use super::{Claim, Reply};
 use crate::body::{self, FormBody, FormFields, JsonBody, JsonOrForm};
 use crate::db::{NewUserRow, UserRow};
@@ -176,7 +177,7 @@ impl From<UserRow> for UserResponse {
     }
 }
 
-/// The body of a successful login.
+/// The body of a successful login or refresh.
 #[derive(Debug, Clone, serde::Serialize, ToSchema)]
 pub struct TokenResponse {
     /// The signed JWT: send it as `Authorization: Bearer <token>`.
@@ -184,9 +185,15 @@ pub struct TokenResponse {
     /// Always `"bearer"`.
     #[schema(example = "bearer")]
     pub token_type: &'static str,
-    /// Seconds until the token expires.
+    /// Seconds until the access token expires.
     #[schema(example = 3600)]
     pub expires_in: i64,
+    /// Trades for a new pair at `POST /auth/refresh`, once: each refresh returns the next one.
+    #[schema(example = "mJ3Yq0kq4l8mYpQ2x1d9Zr0Vtq6o8Xb3sN7cA2eF5gH1iJ4kL7mN0oP3qR6sT9uV")]
+    pub refresh_token: String,
+    /// Seconds until the session ends unless refreshed (`JWT_REFRESH_TOKEN_EXPIRE_DAYS`).
+    #[schema(example = 2_592_000)]
+    pub refresh_expires_in: i64,
     /// The user who logged in.
     pub user: UserResponse,
 }
@@ -247,12 +254,14 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     )))
 }
 
-/// Log in: get an access token.
+/// Log in: open a session.
 ///
 /// `POST /auth/login` with JSON `{email, password}` or the OAuth2 password form
 /// (`username`, `password`).
 ///
-/// → `200 {access_token, token_type: "bearer", expires_in, user}`; `401` with
+/// → `200 {access_token, token_type: "bearer", expires_in, refresh_token, refresh_expires_in,
+/// user}`: a new session, whose access token lasts `JWT_ACCESS_TOKEN_EXPIRE_MINUTES` and whose
+/// refresh token `POST /auth/refresh` trades for the next pair; `401` with
 /// `WWW-Authenticate: Bearer` and the same message and cost for an unknown email and a wrong
 /// password; `422` for a body without the fields.
 //
@@ -267,7 +276,7 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
         (LoginForm = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 200, description = "Logged in: a bearer token and the user.", body = TokenResponse),
+        (status = 200, description = "Logged in: a new session's access and refresh tokens, and the user.", body = TokenResponse),
         (status = 401, description = "Unknown email or wrong password (the same answer for both).", body = ErrorResponse,
             headers(("WWW-Authenticate" = String, description = "Always `Bearer`")),
             example = json!({"detail": "Incorrect email or password"})),
@@ -297,6 +306,7 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
         .throttle
         .begin_login(&state.db, &account, request.client())?;
     let user = state.db.find_user_by_email(&credentials.email)?;
+    let device = Device::of(request);
     Ok(Reply::Deferred(Box::new(
         move |state: &AppState, claim: &dyn Claim| {
             // The account's budget, shared by every instance, is taken just before the hash.
@@ -329,16 +339,12 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
                     return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
                 }
             };
-            let access_token = state.tokens.issue(user.id).map_err(ApiError::internal)?;
-            Ok(ApiResponse::json(
-                200,
-                &TokenResponse {
-                    access_token,
-                    token_type: "bearer",
-                    expires_in: state.tokens.lifetime_seconds(),
-                    user: UserResponse::from(user),
-                },
-            ))
+            if !claim.claim() {
+                // The client was told 503 while the hash ran: this login did not happen, so it
+                // opens no session.
+                return Err(ApiError::too_late());
+            }
+            sessions::open(state, user, &device)
         },
     )))
 }
@@ -419,7 +425,7 @@ fn upgrade_hash(
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 200, description = "The user the token was issued for.", body = UserResponse),
-        (status = 401, description = "No token, or one that is malformed, tampered with, expired, not valid yet, signed otherwise, marked `crit`, or whose user is gone.", body = ErrorResponse,
+        (status = 401, description = "No token, or one that is malformed, tampered with, expired, not valid yet, signed otherwise, marked `crit`, whose session has ended (logout, revoked), or whose user is gone.", body = ErrorResponse,
             headers(("WWW-Authenticate" = String, description = "Always `Bearer`")),
             example = json!({"detail": "Could not validate credentials"})),
         (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
@@ -430,24 +436,44 @@ fn upgrade_hash(
     )
 )]
 pub fn me(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
-    let user = authenticated_user(state, request)?;
+    let signed_in = authenticate(state, request)?;
     Ok(Reply::Now(ApiResponse::json(
         200,
-        &UserResponse::from(user),
+        &UserResponse::from(signed_in.user),
     )))
 }
 
-/// The user whose bearer token signs the request, for every route that needs one: `401` with
-/// "Not authenticated" without a token, "Could not validate credentials" for a token that is
-/// not valid or whose user is gone.
-pub fn authenticated_user(state: &AppState, request: &HttpRequest<'_>) -> Result<UserRow> {
+/// Who signs a request: the user, and the session the access token belongs to (`None` for a
+/// token the FastAPI service issued, which has none).
+pub struct Authenticated {
+    /// The token's user.
+    pub user: UserRow,
+    /// The token's session.
+    pub session: Option<String>,
+}
+
+/// The user (and session) whose bearer token signs the request, for every route that needs
+/// one: `401` with "Not authenticated" without a token, "Could not validate credentials" for a
+/// token that is not valid, whose session has ended, or whose user is gone. One indexed lookup.
+pub fn authenticate(state: &AppState, request: &HttpRequest<'_>) -> Result<Authenticated> {
     let token = request
         .header("Authorization")
         .and_then(bearer_token)
         .ok_or(ApiError::Unauthorized("Not authenticated"))?;
     let invalid = || ApiError::Unauthorized("Could not validate credentials");
-    let user_id = state.tokens.verify(token).ok_or_else(invalid)?;
-    state.db.find_user_by_id(user_id)?.ok_or_else(invalid)
+    let token = state.tokens.verify(token).ok_or_else(invalid)?;
+    let user = match &token.session {
+        Some(session) => state
+            .db
+            .find_session_user(token.user_id, session, sessions::now_ms())?,
+        None => state
+            .db
+            .find_user_for_sessionless_token(token.user_id, token.issued_at)?,
+    };
+    Ok(Authenticated {
+        user: user.ok_or_else(invalid)?,
+        session: token.session,
+    })
 }
 
 /// Extracts the token from an `Authorization` value: the scheme `Bearer` in any case, as

@@ -34,7 +34,8 @@ pub fn docs_redirect(_state: &AppState, _request: &HttpRequest<'_>) -> Result<Re
 #[cfg(feature = "docs")]
 pub fn swagger_ui(_state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let tail = request.param("file").unwrap_or_default();
-    let (bytes, content_type, gzipped) = openapi::swagger_file(tail).ok_or(ApiError::NotFound)?;
+    let (bytes, content_type, gzipped) =
+        openapi::swagger_file(tail).ok_or(ApiError::NotFound("Not Found"))?;
     let mut response = ApiResponse::bytes(200, content_type, bytes);
     if gzipped {
         response

@@ -9,6 +9,7 @@
 mod auth;
 mod docs;
 mod health;
+mod sessions;
 
 use crate::error::{ApiError, Result};
 use crate::http::{ApiResponse, HttpRequest};
@@ -29,10 +30,7 @@ pub enum Reply {
 pub type Handler = fn(&AppState, &HttpRequest<'_>) -> Result<Reply>;
 
 /// The methods routes are declared with (`HEAD` comes with every `GET`).
-#[allow(
-    dead_code,
-    reason = "PUT, PATCH and DELETE routes come with the sessions and account work"
-)]
+#[allow(dead_code, reason = "PUT and PATCH routes come with the account work")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// `GET`, and `HEAD` with it.
@@ -114,7 +112,7 @@ where
     operation
 }
 
-use Method::{Get, Post};
+use Method::{Delete, Get, Post};
 
 /// Every route, in the order the OpenAPI document and `--help` list them.
 #[rustfmt::skip] // a table reads best with one route to a line
@@ -122,6 +120,10 @@ pub static ROUTES: &[Route] = &[
     route(Post, "/auth/register", auth::register, Some(doc::<auth::__path_register>)),
     route(Post, "/auth/login",    auth::login,    Some(doc::<auth::__path_login>)),
     route(Get,  "/auth/me",       auth::me,       Some(doc::<auth::__path_me>)),
+    route(Post, "/auth/refresh",  sessions::refresh, Some(doc::<sessions::__path_refresh>)),
+    route(Post, "/auth/logout",   sessions::logout,  Some(doc::<sessions::__path_logout>)),
+    route(Get,  "/auth/sessions", sessions::list,    Some(doc::<sessions::__path_list>)),
+    route(Delete, "/auth/sessions/{id}", sessions::end, Some(doc::<sessions::__path_end>)),
     route(Get,  "/health",        health::health, Some(doc::<health::__path_health>)),
     route(Get,  "/openapi.json",  docs::openapi_json, None),
     #[cfg(feature = "docs")]
@@ -159,7 +161,7 @@ fn find_in<'a>(routes: &'static [Route], method: &str, path: &'a str) -> Result<
         }
     }
     if !path_known {
-        return Err(ApiError::NotFound);
+        return Err(ApiError::NotFound("Not Found"));
     }
     Err(ApiError::MethodNotAllowed {
         allow: allowed_methods(routes, path),
@@ -285,7 +287,7 @@ mod tests {
     }
 
     fn answer(_: &AppState, _: &HttpRequest<'_>) -> Result<Reply> {
-        Err(ApiError::NotFound)
+        Err(ApiError::NotFound("Not Found"))
     }
 
     /// A table of its own, so these tests hold whatever routes the service gains.
@@ -322,7 +324,7 @@ mod tests {
         assert_eq!(matched.params, vec![("id", "7")]);
         assert!(matches!(
             find_in(TABLE, "GET", "/nowhere"),
-            Err(ApiError::NotFound)
+            Err(ApiError::NotFound("Not Found"))
         ));
         assert!(find_in(TABLE, "DELETE", "/things/7").is_ok());
         assert!(find_in(TABLE, "HEAD", "/things").is_err());

@@ -18,6 +18,10 @@ fn the_openapi_document_describes_every_route_and_the_password_flow() {
         ("/auth/register", "post"),
         ("/auth/login", "post"),
         ("/auth/me", "get"),
+        ("/auth/refresh", "post"),
+        ("/auth/logout", "post"),
+        ("/auth/sessions", "get"),
+        ("/auth/sessions/{id}", "delete"),
         ("/health", "get"),
     ] {
         assert!(
@@ -30,10 +34,62 @@ fn the_openapi_document_describes_every_route_and_the_password_flow() {
     assert!(login_body["application/x-www-form-urlencoded"].is_object());
     let flow = &doc["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"];
     assert_eq!(flow["tokenUrl"], "/auth/login");
+    assert_eq!(flow["refreshUrl"], "/auth/refresh");
     let register = &doc["paths"]["/auth/register"]["post"]["responses"];
     for status in ["201", "409", "413", "422", "503"] {
         assert!(register[status].is_object(), "register documents {status}");
     }
+}
+
+#[test]
+fn the_session_routes_are_documented_with_their_answers_and_security() {
+    let app = spawn_app();
+    let doc = app.get("/openapi.json", &[]).json;
+    let operation = |path: &str, method: &str| doc["paths"][path][method].clone();
+    for (path, method, statuses, signed_in) in [
+        ("/auth/refresh", "post", &["200", "401", "422"][..], false),
+        ("/auth/logout", "post", &["204", "401", "422"][..], true),
+        ("/auth/sessions", "get", &["200", "401"][..], true),
+        (
+            "/auth/sessions/{id}",
+            "delete",
+            &["204", "401", "404"][..],
+            true,
+        ),
+    ] {
+        let op = operation(path, method);
+        for status in statuses {
+            assert!(
+                op["responses"][status].is_object(),
+                "{method} {path}: {status}"
+            );
+        }
+        assert_eq!(op["security"].is_array(), signed_in, "{method} {path}");
+    }
+    let refresh = &operation("/auth/refresh", "post")["requestBody"]["content"];
+    assert!(refresh["application/json"].is_object());
+    assert!(refresh["application/x-www-form-urlencoded"].is_object());
+    let login = &operation("/auth/login", "post")["responses"]["200"]["content"]
+        ["application/json"]["schema"]["$ref"];
+    let name = login
+        .as_str()
+        .expect("a reference")
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let required = &doc["components"]["schemas"][name]["required"];
+    for field in ["refresh_token", "refresh_expires_in"] {
+        assert!(
+            required
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(field)),
+            "{field} in {required}"
+        );
+    }
+    let scope = &operation("/auth/logout", "post")["parameters"][0];
+    assert_eq!(scope["name"], "scope");
+    assert_eq!(scope["in"], "query");
 }
 
 #[cfg(feature = "docs")]

@@ -110,3 +110,19 @@ fn a_registration_answered_503_at_its_deadline_is_not_stored_when_its_hash_ends(
     app.stop();
     assert_eq!(crate::helpers::count_users(&app), 0);
 }
+
+#[test]
+fn a_login_answered_503_at_its_deadline_opens_no_session() {
+    let mut app = spawn_app_with(&[("HASH_THREADS", "1"), ("HASH_QUEUE_TIMEOUT", "1")]);
+    app.register_user("late@example.com", "correct horse");
+    // A stored hash that takes about three seconds to check, three times the timeout.
+    let cost: u32 = cost_taking(3.0).parse().expect("a cost");
+    let slow = backnd_api::hash_password("correct horse", cost).expect("hash");
+    app.db
+        .execute(&format!("UPDATE users SET password_hash = '{slow}'"));
+    let response = app.login("late@example.com", "correct horse");
+    assert_busy(&response, "waited too long");
+    // Stopping waits for the check in progress to end; only then is the outcome final.
+    app.stop();
+    assert_eq!(app.db.scalar::<i64>("SELECT count(*) FROM sessions"), 0);
+}

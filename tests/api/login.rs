@@ -18,9 +18,20 @@ fn logging_in_with_json_returns_a_bearer_token_and_the_user() {
     let body = response.json.as_object().expect("object");
     let mut keys: Vec<&str> = body.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["access_token", "expires_in", "token_type", "user"]);
+    assert_eq!(
+        keys,
+        [
+            "access_token",
+            "expires_in",
+            "refresh_expires_in",
+            "refresh_token",
+            "token_type",
+            "user"
+        ]
+    );
     assert_eq!(response.json["token_type"], json!("bearer"));
     assert_eq!(response.json["expires_in"], json!(3600));
+    assert_eq!(response.json["refresh_expires_in"], json!(30 * 86_400));
     assert!(response.json["access_token"]
         .as_str()
         .is_some_and(|t| !t.is_empty()));

@@ -22,6 +22,7 @@ mod me;
 mod outage;
 mod register;
 mod rehash;
+mod sessions;
 mod shutdown;
 mod slow_clients;
 mod throttle;
