@@ -46,14 +46,18 @@ done
 base="http://$(grep -o 'listening on http://[^ ]*' "$log" | head -n 1 | cut -d/ -f3)"
 [ "$base" != "http://" ] || { cat "$log"; echo "contract: the server did not start"; exit 1; }
 
-# A user and a token, so that GET /auth/me can be exercised beyond its 401s.
-curl -sf -X POST "$base/auth/register" -H 'Content-Type: application/json' \
-	-d '{"name":"Contract","phone":"+1 555 0100","email":"contract@example.com","password":"contract-password"}' >/dev/null
+# A user and a token, so that GET /auth/me can be exercised beyond its 401s, and a second user
+# whose sessions the hooks open and end (hooks.py).
+for email in contract@example.com churn@example.com; do
+	curl -sf -X POST "$base/auth/register" -H 'Content-Type: application/json' \
+		-d '{"name":"Contract","phone":"+1 555 0100","email":"'"$email"'","password":"contract-password"}' >/dev/null
+done
 token="$(curl -sf -X POST "$base/auth/login" -d 'username=contract@example.com&password=contract-password' \
 	| "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
 
-# Two passes: one signed in with a real token (so /auth/me's 200 is checked against its schema),
-# one where Schemathesis generates the Authorization header itself (so /auth/me is fuzzed).
+# Two passes: one signed in with a real token (so the 200s of /auth/me and the session routes are
+# checked against their schemas), one where Schemathesis generates the Authorization header
+# itself (so those routes are fuzzed).
 fuzz() {
 	local name="$1"
 	shift
@@ -69,24 +73,35 @@ fuzz() {
 	return "$status"
 }
 set +e
-fuzz "signed-in" --header "Authorization: Bearer $token"
+# hooks.py signs each request of this pass with the token, or for logouts and ended sessions
+# with a fresh session's, so that the token stays valid throughout.
+CONTRACT_BASE="$base" CONTRACT_TOKEN="$token" CONTRACT_USER=contract@example.com:contract-password \
+	CONTRACT_CHURN_USER=churn@example.com:contract-password fuzz "signed-in"
 signed_in=$?
 fuzz "anonymous" --generation-with-security-parameters true
 anonymous=$?
 set -e
 status=$((signed_in || anonymous))
 
-# Requests sent per operation, from the HAR report, to show the coverage.
-echo "== Requests sent per operation (both passes)"
-"$venv/bin/python" - "$workdir/report" <<'PY' || true
-import collections, glob, json, sys, urllib.parse
-seen = collections.Counter()
-for path in glob.glob(sys.argv[1] + "-*/har-*.json"):
-    for entry in json.load(open(path))["log"]["entries"]:
-        request = entry["request"]
-        seen[(request["method"], urllib.parse.urlsplit(request["url"]).path)] += 1
-for (method, path), n in sorted(seen.items()):
-    print(f"  {n:5d} requests  {method} {path}")
+# Requests sent per operation and the statuses they got, from the HAR reports, to show the
+# coverage (the documented methods only; every path also gets a few of each other method).
+echo "== Requests sent per operation and status (both passes)"
+"$venv/bin/python" - "$workdir/report" "$base/openapi.json" <<'PY' || true
+import collections, glob, json, re, sys, urllib.parse, urllib.request
+document = json.load(urllib.request.urlopen(sys.argv[2]))
+routes = [(method.upper(), re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path)
+          for path, item in document["paths"].items() for method in item]
+seen = collections.defaultdict(collections.Counter)
+for report in glob.glob(sys.argv[1] + "-*/har-*.json"):
+    for entry in json.load(open(report))["log"]["entries"]:
+        method = entry["request"]["method"]
+        path = urllib.parse.urlsplit(entry["request"]["url"]).path
+        for wanted, pattern, name in routes:
+            if method == wanted and pattern.match(path):
+                seen[(method, name)][entry["response"]["status"]] += 1
+for (method, path), statuses in sorted(seen.items(), key=lambda item: (item[0][1], item[0][0])):
+    counts = ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items()))
+    print(f"  {sum(statuses.values()):5d} requests  {method} {path}  ({counts})")
 PY
 
 generated=0
