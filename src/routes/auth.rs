@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use utoipa::ToSchema;
 
+use super::answers::{Always, DatabaseDown, NotSignedIn};
 use super::sessions::{self, Device};
 use super::{Claim, Reply};
 use crate::body::{self, FormBody, FormFields, JsonBody, JsonOrForm};
@@ -219,9 +220,7 @@ pub struct TokenResponse {
         (status = 429, description = "Too many registrations from this address (`REGISTRATIONS_PER_CLIENT`).", body = ErrorResponse,
             headers(("Retry-After" = u32, description = "Seconds to wait before trying again")),
             example = json!({"detail": "Too many registrations from this address, try again later"})),
-        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
-            headers(("Allow" = String, description = "The methods this path accepts"))),
-        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
+        Always,
         (status = 503, description = "The database is not answering or too many registrations are hashing; try again shortly.", body = ErrorResponse,
             headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
@@ -285,9 +284,7 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
         (status = 429, description = "Too many failed logins for this email from this address, from this address overall, or for this email from everywhere; the same answer for registered and unknown emails. No password was checked.", body = ErrorResponse,
             headers(("Retry-After" = u32, description = "Seconds to wait before trying again")),
             example = json!({"detail": "Too many failed logins, try again later"})),
-        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
-            headers(("Allow" = String, description = "The methods this path accepts"))),
-        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
+        Always,
         (status = 503, description = "The database is not answering or too many logins are hashing; try again shortly.", body = ErrorResponse,
             headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
@@ -425,14 +422,9 @@ fn upgrade_hash(
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 200, description = "The user the token was issued for.", body = UserResponse),
-        (status = 401, description = "No token, or one that is malformed, tampered with, expired, not valid yet, signed otherwise, marked `crit`, whose session has ended (logout, revoked), or whose user is gone.", body = ErrorResponse,
-            headers(("WWW-Authenticate" = String, description = "Always `Bearer`")),
-            example = json!({"detail": "Could not validate credentials"})),
-        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
-            headers(("Allow" = String, description = "The methods this path accepts"))),
-        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
-        (status = 503, description = "The database is not answering; try again shortly.", body = ErrorResponse,
-            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+        NotSignedIn,
+        Always,
+        DatabaseDown,
     )
 )]
 pub fn me(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {

@@ -1,7 +1,8 @@
 //! `GET /health`: whether the service and its database answer.
 
+use super::answers::{Always, DatabaseDown};
 use super::Reply;
-use crate::error::{ApiError, ErrorResponse, Result};
+use crate::error::{ApiError, Result};
 use crate::http::{ApiResponse, HttpRequest};
 use crate::state::AppState;
 
@@ -22,11 +23,8 @@ pub struct HealthResponse {
     tag = "health",
     responses(
         (status = 200, description = "The service and its database answer.", body = HealthResponse),
-        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
-            headers(("Allow" = String, description = "The methods this path accepts"))),
-        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
-        (status = 503, description = "The database is not answering; try again shortly.", body = ErrorResponse,
-            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+        Always,
+        DatabaseDown,
     )
 )]
 pub fn health(state: &AppState, _request: &HttpRequest<'_>) -> Result<Reply> {

@@ -6,6 +6,7 @@
 //! may hold parameters: `{name}` matches one non-empty segment, and a trailing `{*name}` the
 //! rest of the path (possibly empty); handlers read them with `HttpRequest::param`.
 
+mod answers;
 mod auth;
 mod docs;
 mod health;

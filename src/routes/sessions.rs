@@ -4,6 +4,7 @@
 
 use utoipa::ToSchema;
 
+use super::answers::{Always, DatabaseDown, NotSignedIn};
 use super::auth::{authenticate, TokenResponse, UserResponse};
 use super::Reply;
 use crate::body::{self, FormBody, FormFields, JsonBody, JsonOrForm};
@@ -145,11 +146,8 @@ impl FormBody for RefreshForm {
             example = json!({"detail": "Invalid refresh token"})),
         (status = 413, description = "The body is over 64 KiB.", body = ErrorResponse),
         (status = 422, description = "No refresh_token, a grant_type other than `refresh_token` in the form, a malformed body or another content type.", body = ValidationErrorResponse),
-        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
-            headers(("Allow" = String, description = "The methods this path accepts"))),
-        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
-        (status = 503, description = "The database is not answering; try again shortly.", body = ErrorResponse,
-            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+        Always,
+        DatabaseDown,
     )
 )]
 pub fn refresh(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
@@ -239,16 +237,11 @@ impl LogoutScope {
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 204, description = "Logged out: the session (or every session) has ended."),
-        (status = 401, description = "No token, or one that is not valid, whose session has ended already, or whose user is gone.", body = ErrorResponse,
-            headers(("WWW-Authenticate" = String, description = "Always `Bearer`")),
-            example = json!({"detail": "Could not validate credentials"})),
+        NotSignedIn,
         (status = 413, description = "The body is over 64 KiB.", body = ErrorResponse),
         (status = 422, description = "A scope other than `current` or `all`.", body = ValidationErrorResponse),
-        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
-            headers(("Allow" = String, description = "The methods this path accepts"))),
-        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
-        (status = 503, description = "The database is not answering; try again shortly.", body = ErrorResponse,
-            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+        Always,
+        DatabaseDown,
     )
 )]
 pub fn logout(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
@@ -324,14 +317,9 @@ impl SessionResponse {
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 200, description = "The user's live sessions, most recently used first.", body = Vec<SessionResponse>),
-        (status = 401, description = "No token, or one that is not valid, whose session has ended, or whose user is gone.", body = ErrorResponse,
-            headers(("WWW-Authenticate" = String, description = "Always `Bearer`")),
-            example = json!({"detail": "Could not validate credentials"})),
-        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
-            headers(("Allow" = String, description = "The methods this path accepts"))),
-        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
-        (status = 503, description = "The database is not answering; try again shortly.", body = ErrorResponse,
-            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+        NotSignedIn,
+        Always,
+        DatabaseDown,
     )
 )]
 pub fn list(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
@@ -358,17 +346,12 @@ pub fn list(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     security(("OAuth2PasswordBearer" = []), ("HTTPBearer" = [])),
     responses(
         (status = 204, description = "The session has ended."),
-        (status = 401, description = "No token, or one that is not valid, whose session has ended, or whose user is gone.", body = ErrorResponse,
-            headers(("WWW-Authenticate" = String, description = "Always `Bearer`")),
-            example = json!({"detail": "Could not validate credentials"})),
+        NotSignedIn,
         (status = 404, description = "No live session of this user has this id.", body = ErrorResponse,
             example = json!({"detail": "Session not found"})),
         (status = 413, description = "The body is over 64 KiB.", body = ErrorResponse),
-        (status = 405, description = "This path with another method; `Allow` lists the methods it takes.", body = ErrorResponse,
-            headers(("Allow" = String, description = "The methods this path accepts"))),
-        (status = 500, description = "A failure of the service's own; the cause is logged, never sent.", body = ErrorResponse),
-        (status = 503, description = "The database is not answering; try again shortly.", body = ErrorResponse,
-            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+        Always,
+        DatabaseDown,
     )
 )]
 pub fn end(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {

@@ -73,6 +73,19 @@ fn sessions(app: &TestApp, access: &str) -> Vec<Value> {
     response.json.as_array().expect("a list").clone()
 }
 
+/// An access token for user 1 as the FastAPI service issued it: no `sid`, and `iat` if given.
+fn sessionless_token(issued_at: Option<i64>) -> String {
+    let mut claims = json!({ "sub": "1", "exp": unix_now() + 3600 });
+    if let Some(iat) = issued_at {
+        claims["iat"] = json!(iat);
+    }
+    forge_token(
+        &claims,
+        jsonwebtoken::Algorithm::HS256,
+        TEST_SECRET.as_bytes(),
+    )
+}
+
 fn assert_refused(response: &TestResponse) {
     assert_unauthorized(response, "Invalid refresh token");
 }
@@ -552,18 +565,9 @@ fn a_user_ends_one_of_their_sessions_but_never_anyone_elses() {
 fn access_tokens_from_before_sessions_are_accepted_until_logout_of_every_session() {
     let app = spawn_app();
     let session = register_and_log_in(&app, "ada@example.com");
-    let now = unix_now();
     // As the FastAPI service issued them: no sid, and with or without iat.
-    let legacy = forge_token(
-        &json!({ "sub": "1", "iat": now - 60, "exp": now + 3600 }),
-        jsonwebtoken::Algorithm::HS256,
-        TEST_SECRET.as_bytes(),
-    );
-    let without_iat = forge_token(
-        &json!({ "sub": "1", "exp": now + 3600 }),
-        jsonwebtoken::Algorithm::HS256,
-        TEST_SECRET.as_bytes(),
-    );
+    let legacy = sessionless_token(Some(unix_now() - 60));
+    let without_iat = sessionless_token(None);
     for token in [&legacy, &without_iat] {
         let me = app.me(token);
         assert_eq!(me.status, 200, "{}", me.text);
@@ -586,12 +590,7 @@ fn access_tokens_from_before_sessions_are_accepted_until_logout_of_every_session
 fn logging_out_with_a_token_from_before_sessions_ends_such_tokens_only() {
     let app = spawn_app();
     let session = register_and_log_in(&app, "ada@example.com");
-    let now = unix_now();
-    let legacy = forge_token(
-        &json!({ "sub": "1", "iat": now - 60, "exp": now + 3600 }),
-        jsonwebtoken::Algorithm::HS256,
-        TEST_SECRET.as_bytes(),
-    );
+    let legacy = sessionless_token(Some(unix_now() - 60));
     assert_eq!(logout(&app, &legacy, "").status, 204);
     assert_signed_out(&app, &legacy);
     assert_eq!(app.me(&session.access).status, 200, "sessions go on");
