@@ -7,8 +7,10 @@ script per route, bench/*.lua), and reads its peak memory (VmHWM) when the load 
 generator and server share this machine, as the targets assume. The table printed at the end
 puts every target beside its figure; README.md's "Performance" section is a copy of it.
 
-Usage: python3 bench/run.py [--quick] [--only NAME,...]   (make bench builds the release binary
-first; names: cheap, login4, login12, register, overload, hostile, footprint)
+Usage: python3 bench/run.py [--quick] [--only NAME,...] [--baseline BINARY]   (make bench builds
+the release binary first; names: cheap, login4, login12, register, overload, hostile, footprint).
+--baseline measures GET /auth/me on another build too, in the same run (for instance one built
+from an earlier commit), so a change to the request path is compared side by side.
 Needs: wrk (Debian package `wrk`), Python 3, a release build at target/release/backnd-api.
 """
 
@@ -34,6 +36,7 @@ BIN = os.path.join(ROOT, "target", "release", "backnd-api")
 BENCH = os.path.join(ROOT, "bench")
 QUICK = "--quick" in sys.argv  # parsed properly in main(); needed here for SECONDS
 SECONDS = 5 if QUICK else 15
+BASELINE = None  # --baseline: another build to measure GET /auth/me on, beside this one
 CORES = os.cpu_count() or 1
 SECRET = "benchmark-secret-0123456789abcdef0123456789"
 USER = {"name": "Bench User", "phone": "+1 555 0100", "email": "bench@example.com",
@@ -43,7 +46,7 @@ USER = {"name": "Bench User", "phone": "+1 555 0100", "email": "bench@example.co
 class Server:
     """The release binary on a free port with a fresh database, until stopped."""
 
-    def __init__(self, **env):
+    def __init__(self, binary=None, **env):
         self.dir = tempfile.mkdtemp(prefix="backnd-bench-")
         environment = {
             "PATH": os.environ.get("PATH", ""),
@@ -59,7 +62,7 @@ class Server:
         environment.update({k: str(v) for k, v in env.items()})
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            [BIN], env=environment, cwd=self.dir,
+            [binary or BIN], env=environment, cwd=self.dir,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.port = None
         for line in self.process.stderr:
@@ -211,19 +214,48 @@ def mark(ok):
     return "" if ok is None else ("PASS" if ok else "MISS")
 
 
+def sessionless_token(user_id):
+    """An access token as the FastAPI service issued it (python-jose, HS256): no session id.
+    /auth/me checks it the way every token was checked before sessions: the user, by id."""
+    import base64, hashlib, hmac
+    b64 = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=")
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = b64(json.dumps({"sub": str(user_id), "iat": now, "exp": now + 3600}).encode())
+    signature = b64(hmac.new(SECRET.encode(), header + b"." + payload, hashlib.sha256).digest())
+    return (header + b"." + payload + b"." + signature).decode()
+
+
 def scenario_cheap(report):
-    """Cheap requests on keep-alive connections: /health and /auth/me."""
+    """Cheap requests on keep-alive connections: /health, and /auth/me with a session's token
+    beside one from before sessions (the lookup every request made before), in the same run."""
     print("GET /health, /auth/me …", flush=True)
     server = Server(BCRYPT_COST=4)
-    server.post("/auth/register", USER)
+    user = server.post("/auth/register", USER)
     token = server.post("/auth/login", {"email": USER["email"], "password": USER["password"]})["access_token"]
     r = wrk(server, "get.lua", 16, SECONDS, "/health")
     report.row("GET /health, 16 keep-alive", r, server.rss_kb("VmHWM"))
+    before = wrk(server, "get.lua", 16, SECONDS, "/auth/me", env={"TOKEN": sessionless_token(user["id"])})
+    report.row("GET /auth/me, token without session", before, server.rss_kb("VmHWM"))
     r = wrk(server, "get.lua", 16, SECONDS, "/auth/me", env={"TOKEN": token})
+    share = r["rps"] / before["rps"] if before["rps"] else 0
     report.row("GET /auth/me, 16 keep-alive", r, server.rss_kb("VmHWM"), "≥ 20,000 req/s",
                r["rps"] >= 20000)
+    report.extra("/auth/me session check", f"{share:.0%} of the sessionless rate",
+                 "≥ 70%", share >= 0.70)
     report.peaks.append(server.rss_kb("VmHWM"))
     server.stop()
+    if BASELINE:
+        baseline = Server(binary=BASELINE, BCRYPT_COST=4)
+        baseline.post("/auth/register", USER)
+        login = {"email": USER["email"], "password": USER["password"]}
+        old = wrk(baseline, "get.lua", 16, SECONDS, "/auth/me",
+                  env={"TOKEN": baseline.post("/auth/login", login)["access_token"]})
+        report.row("GET /auth/me, baseline build", old, baseline.rss_kb("VmHWM"))
+        baseline.stop()
+        share = r["rps"] / old["rps"] if old["rps"] else 0
+        report.extra("/auth/me against the baseline", f"{share:.0%} of the baseline's rate",
+                     "≥ 70%", share >= 0.70)
 
 
 def scenario_login4(report):
@@ -396,7 +428,11 @@ def main():
     parser = argparse.ArgumentParser(description="The benchmark behind `make bench`.")
     parser.add_argument("--quick", action="store_true", help="shorter scenarios")
     parser.add_argument("--only", metavar="NAMES", help="comma-separated, of: " + ", ".join(names))
+    parser.add_argument("--baseline", metavar="BINARY",
+                        help="another build to measure GET /auth/me on in the same run")
     args = parser.parse_args()
+    global BASELINE
+    BASELINE = args.baseline
     chosen = args.only.split(",") if args.only else names
     unknown = set(chosen) - set(names)
     if unknown:

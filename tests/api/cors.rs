@@ -93,6 +93,10 @@ fn a_preflight_from_a_listed_origin_gets_204_with_the_paths_methods_and_headers(
         ("/auth/login", "POST", "POST"),
         ("/auth/register", "POST", "POST"),
         ("/auth/me", "GET", "GET, HEAD"),
+        ("/auth/refresh", "POST", "POST"),
+        ("/auth/logout", "POST", "POST"),
+        ("/auth/sessions", "GET", "GET, HEAD"),
+        ("/auth/sessions/3q2-7wK9Rz1xYb4Vn0Tg8A", "DELETE", "DELETE"),
         // A method the path lacks is not refused here: the browser sees it missing.
         ("/auth/login", "DELETE", "POST"),
     ] {
