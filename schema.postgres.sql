@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS login_known_clients (
 -- `token_hash` is the current secret, `previous_hash` the one the last refresh spent (at
 -- `rotated_at`), so that a retry within REFRESH_REUSE_GRACE can be told from theft. `id` is the
 -- session's public id, carried in access tokens as `sid`. Times are Unix milliseconds. Expired
--- sessions, and sessions revoked more than a day ago, are deleted as logins go on.
+-- sessions, sessions revoked more than a day ago, and a user's revoked sessions beyond their
+-- last 100 are deleted as logins go on.
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
@@ -84,7 +85,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     client TEXT NOT NULL,
     revoked_at BIGINT
 );
-CREATE INDEX IF NOT EXISTS ix_sessions_user ON sessions (user_id, last_used_at);
+-- A user's live sessions apart, so that what a login reads to keep the user within their limits
+-- is the rows it keeps, however many logins came before; the second also serves the foreign key.
+CREATE INDEX IF NOT EXISTS ix_sessions_user_live ON sessions (user_id, last_used_at) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS ix_sessions_user ON sessions (user_id, revoked_at);
 CREATE INDEX IF NOT EXISTS ix_sessions_expires ON sessions (expires_at);
 CREATE INDEX IF NOT EXISTS ix_sessions_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
 -- Ours: access tokens without a session (`sid`), which the FastAPI service issued, cannot be

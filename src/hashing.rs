@@ -34,13 +34,28 @@ use queue::{HashQueue, Next, Queued};
 const ANSWER_MARGIN: Duration = Duration::from_millis(50);
 
 /// Work a handler hands back to run off the request workers: it owns everything it needs.
-pub type Deferred = Box<dyn FnOnce(&AppState, &dyn Claim) -> Result<ApiResponse> + Send>;
+pub type Deferred = Box<dyn FnOnce(&AppState, &dyn Claim) -> Result<Hashed> + Send>;
+
+/// What deferred work hands back once its hash is done.
+pub enum Hashed {
+    /// The answer.
+    Answer(ApiResponse),
+    /// The rest of the work, such as storing what the hash decided: run on the request's own
+    /// connection thread (under a worker permit), so that a hashing thread never waits on the
+    /// disk while a hash could run. It runs only if the pool claimed the client's answer, so
+    /// never for a client already told 503.
+    Finish(Finish),
+}
+
+/// The part of deferred work that runs after its hash, off the hashing threads.
+pub type Finish = Box<dyn FnOnce(&AppState) -> Result<ApiResponse> + Send>;
 
 /// Held by deferred work so it can make sure its client is still waiting.
 ///
 /// A request that outlives `HASH_QUEUE_TIMEOUT` is answered 503 while its hash may still be
-/// running; work with a side effect (storing a user) must claim the request first, so that a
-/// client told 503 is never registered behind its back.
+/// running; work with a side effect on the hashing thread (replacing an outdated hash) must
+/// claim the request first, so that a client told 503 is never changed behind its back. A
+/// [`Hashed::Finish`] needs no claim: the pool claims before handing it over.
 pub trait Claim {
     /// Takes the request for this work: true if the client is still waiting (and will now get
     /// this work's answer), false if it has already been answered 503.
@@ -51,8 +66,8 @@ pub trait Claim {
     fn time_left(&self) -> Duration;
 }
 
-/// Sends a response to the client of submitted work.
-type Answer = Box<dyn FnOnce(ApiResponse) + Send>;
+/// Hands the outcome of submitted work to whoever answers its client.
+type Answer = Box<dyn FnOnce(Hashed) + Send>;
 
 /// The client's answer, until someone takes it: the hashing thread, or the deadline watcher.
 /// Whoever takes it answers, so the client is answered exactly once.
@@ -262,7 +277,7 @@ impl HashPool {
         &self,
         work: Deferred,
         client: Option<IpAddr>,
-        answer: impl FnOnce(ApiResponse) + Send + 'static,
+        answer: impl FnOnce(Hashed) + Send + 'static,
     ) {
         let share = match (client, self.shared.per_client) {
             (Some(client), Some(cap)) => match Share::take(
@@ -276,7 +291,7 @@ impl HashPool {
                     // Dropping the work first gives back what it holds (a login's reserved
                     // failure) before the client hears.
                     drop(work);
-                    return answer(ApiError::hashing_busy().into_response());
+                    return answer(Hashed::Answer(ApiError::hashing_busy().into_response()));
                 }
             },
             _ => None,
@@ -289,7 +304,7 @@ impl HashPool {
         };
         if let Err(job) = self.shared.queue.try_push(job) {
             if let Some(answer) = take(&job.answer) {
-                answer(ApiError::hashing_busy().into_response());
+                answer(Hashed::Answer(ApiError::hashing_busy().into_response()));
             }
         }
     }
@@ -341,13 +356,13 @@ fn hasher_loop(shared: &Shared) {
             deadline,
         };
         let work = job.work;
-        let response = catch_unwind(AssertUnwindSafe(|| work(&shared.state, &claim)))
+        let outcome = catch_unwind(AssertUnwindSafe(|| work(&shared.state, &claim)))
             .unwrap_or_else(|panic| Err(ApiError::panicked(panic.as_ref())))
-            .unwrap_or_else(ApiError::into_response);
+            .unwrap_or_else(|err| Hashed::Answer(err.into_response()));
         shared.queue.done(started.elapsed());
         if claim.claim() {
             if let Some(answer) = claim.claimed.into_inner() {
-                answer(response);
+                answer(outcome);
             }
         } else {
             log::debug!("a hash finished after its client was answered 503");
@@ -383,7 +398,7 @@ fn deadline_loop(shared: &Shared) {
 
 fn answer_too_late(answer: Option<Answer>) {
     if let Some(answer) = answer {
-        answer(ApiError::too_late().into_response());
+        answer(Hashed::Answer(ApiError::too_late().into_response()));
     }
 }
 
@@ -409,14 +424,27 @@ mod tests {
         (pool, dir)
     }
 
-    /// An answer that reports the status it was given.
-    fn answer(to: &mpsc::Sender<u16>) -> impl FnOnce(ApiResponse) + Send + 'static {
+    /// An answer that reports the status it was given (a finish's, once run).
+    fn answer(to: &mpsc::Sender<u16>) -> impl FnOnce(Hashed) + Send + 'static {
         let to = to.clone();
-        move |response| to.send(response.status).expect("the test is listening")
+        move |outcome| {
+            let status = match outcome {
+                Hashed::Answer(response) => response.status,
+                Hashed::Finish(finish) => {
+                    let (state, _dir) = AppState::for_tests();
+                    finish(&state).map_or_else(|err| err.status(), |response| response.status)
+                }
+            };
+            to.send(status).expect("the test is listening")
+        }
+    }
+
+    fn done(status: u16) -> Result<Hashed> {
+        Ok(Hashed::Answer(ApiResponse::json(status, &"done")))
     }
 
     fn ok(status: u16) -> Deferred {
-        Box::new(move |_, _| Ok(ApiResponse::json(status, &"done")))
+        Box::new(move |_, _| done(status))
     }
 
     #[test]
@@ -431,13 +459,37 @@ mod tests {
     }
 
     #[test]
+    fn a_finish_is_handed_over_to_run_elsewhere_and_never_for_a_client_told_503() {
+        let (pool, _dir) = pool(4, Duration::from_millis(100));
+        let (sender, answered) = mpsc::channel();
+        let finishing: Deferred = Box::new(|_, _| {
+            Ok(Hashed::Finish(Box::new(|_| {
+                Ok(ApiResponse::json(201, &"stored"))
+            })))
+        });
+        pool.submit(finishing, None, answer(&sender));
+        assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok(201));
+        let late: Deferred = Box::new(|_, _| {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(Hashed::Finish(Box::new(|_| {
+                panic!("a finish ran for a client told 503")
+            })))
+        });
+        pool.submit(late, None, answer(&sender));
+        drop(sender);
+        assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok(503));
+        pool.shutdown();
+        assert_eq!(answered.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+    }
+
+    #[test]
     fn work_beyond_a_full_queue_is_answered_503_before_submit_returns() {
         let (pool, _dir) = pool(0, Duration::from_secs(10));
         let (sender, answered) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
         let blocked: Deferred = Box::new(move |_, _| {
             let _ = released.recv();
-            Ok(ApiResponse::json(200, &"done"))
+            done(200)
         });
         pool.submit(blocked, None, answer(&sender));
         // The one thread is taken, or spoken for: there is no room for this one.
@@ -458,7 +510,7 @@ mod tests {
         let (release, released) = mpsc::channel::<()>();
         let blocked: Deferred = Box::new(move |_, _| {
             let _ = released.recv();
-            Ok(ApiResponse::json(200, &"done"))
+            done(200)
         });
         let flooder = Some(IpAddr::from([127, 0, 0, 1]));
         pool.submit(blocked, flooder, answer(&sender));
@@ -484,7 +536,7 @@ mod tests {
             // Far past the deadline (the timeout less ANSWER_MARGIN).
             std::thread::sleep(Duration::from_millis(300));
             claimed.send(claim.claim()).expect("the test is listening");
-            Ok(ApiResponse::json(201, &"stored"))
+            done(201)
         });
         pool.submit(slow, None, answer(&sender));
         drop(sender);

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::client::{self, TrustedProxies};
@@ -16,7 +16,7 @@ use crate::config::{Config, DatabaseConfig};
 use crate::cors::{Cors, CorsOrigins};
 use crate::db::{Db, DbError, PoolOptions};
 use crate::error::{ApiError, Result};
-use crate::hashing::HashPool;
+use crate::hashing::{HashPool, Hashed};
 use crate::http::{self, ApiResponse, HttpRequest};
 use crate::routes::{self, Reply};
 use crate::security::TokenKeys;
@@ -191,9 +191,12 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
                     Then::Done => {}
                     Then::Hash(work, request, log, cors) => {
                         let client = Some(client::limit_key(log.client));
-                        shared.hashing.submit(work, client, move |response| {
-                            respond(request, cors.apply(response), &log)
+                        let (sender, outcome) = mpsc::sync_channel(1);
+                        shared.hashing.submit(work, client, move |hashed| {
+                            let _ = sender.send(hashed);
                         });
+                        let response = finish(&shared, outcome.recv());
+                        respond(request, cors.apply(response), &log);
                     }
                     Then::Throttled(response, request, log) => {
                         std::thread::sleep(THROTTLED_ANSWER_DELAY);
@@ -343,6 +346,21 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The answer to hashed work, on the request's connection thread: the pool's answer, or the
+/// finish it handed over (a database write) run here under a worker permit, so that hashing
+/// threads never wait on the disk. Work dropped unanswered (by a pool shutting down) is a 503.
+fn finish(shared: &Shared, outcome: Result<Hashed, mpsc::RecvError>) -> ApiResponse {
+    match outcome {
+        Ok(Hashed::Answer(response)) => response,
+        Ok(Hashed::Finish(finish)) => shared.handling.run(|| {
+            catch_unwind(AssertUnwindSafe(|| finish(&shared.state)))
+                .unwrap_or_else(|panic| Err(ApiError::panicked(panic.as_ref())))
+                .unwrap_or_else(ApiError::into_response)
+        }),
+        Err(mpsc::RecvError) => ApiError::hashing_busy().into_response(),
     }
 }
 

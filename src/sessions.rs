@@ -35,6 +35,10 @@ pub const SESSIONS_PER_USER: u32 = 100;
 /// How long a revoked session stays in the table (for an operator to see) before it is pruned.
 pub const REVOKED_KEPT_MS: i64 = 24 * 3600 * 1000;
 
+/// Revoked sessions kept per user within [`REVOKED_KEPT_MS`]: a login deletes the user's older
+/// ones, so that logging in and out in a loop cannot grow the table either.
+pub const REVOKED_KEPT_PER_USER: u32 = 100;
+
 /// Ended sessions each login deletes at most (expired ones, and revoked ones past
 /// [`REVOKED_KEPT_MS`]): more than the one session a login adds, so the table keeps up, and few
 /// enough that a login after a long pause does not stall on a backlog.

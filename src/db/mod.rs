@@ -256,9 +256,11 @@ pub trait Store: Send + Sync {
 
     /// Opens a session. In the same transaction, deletes up to
     /// [`crate::sessions::PRUNED_PER_LOGIN`] sessions past their expiry and as many revoked
-    /// more than [`crate::sessions::REVOKED_KEPT_MS`] ago, and revokes the
-    /// user's least recently used live sessions beyond
-    /// [`crate::sessions::SESSIONS_PER_USER`] - 1, so that the new one fits.
+    /// more than [`crate::sessions::REVOKED_KEPT_MS`] ago, revokes the user's least recently
+    /// used live sessions beyond [`crate::sessions::SESSIONS_PER_USER`] - 1, so that the new one
+    /// fits, and deletes the user's revoked sessions beyond the
+    /// [`crate::sessions::REVOKED_KEPT_PER_USER`] most recent. Every step reads only the rows
+    /// it keeps or removes, through an index, so a login costs the same after a million.
     fn open_session(&self, session: &NewSession<'_>) -> Result<(), DbError>;
 
     /// The user of a live session (not revoked, not expired at `now_ms`) whose id is `session`

@@ -21,7 +21,8 @@ use super::{
 use crate::config::PostgresUrl;
 use crate::fields::email_key;
 use crate::sessions::{
-    Presented, StoredSecret, PRUNED_PER_LOGIN, REVOKED_KEPT_MS, SESSIONS_PER_USER,
+    Presented, StoredSecret, PRUNED_PER_LOGIN, REVOKED_KEPT_MS, REVOKED_KEPT_PER_USER,
+    SESSIONS_PER_USER,
 };
 
 /// Records that the user's (`$1`) access tokens without a session issued up to `$2` (Unix
@@ -400,6 +401,12 @@ impl Store for PostgresDb {
                 &session.now_ms,
                 &i64::from(SESSIONS_PER_USER - 1),
             ],
+        )?;
+        tx.execute(
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+             WHERE user_id = $1::int8 AND revoked_at IS NOT NULL \
+             ORDER BY revoked_at DESC, id OFFSET $2)",
+            &[&session.user_id, &i64::from(REVOKED_KEPT_PER_USER)],
         )?;
         tx.execute(
             "INSERT INTO sessions (id, user_id, family_hash, token_hash, created_at, \

@@ -15,7 +15,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -30,7 +30,8 @@ use super::{
 };
 use crate::fields::email_key;
 use crate::sessions::{
-    Presented, StoredSecret, PRUNED_PER_LOGIN, REVOKED_KEPT_MS, SESSIONS_PER_USER,
+    Presented, StoredSecret, PRUNED_PER_LOGIN, REVOKED_KEPT_MS, REVOKED_KEPT_PER_USER,
+    SESSIONS_PER_USER,
 };
 
 /// The user columns in the order `user_from_row` reads them. A macro so each statement is one
@@ -128,6 +129,12 @@ impl From<rusqlite::Error> for DbError {
 pub struct SqliteDb {
     pool: Pool<SqliteConnectionManager>,
     file: Arc<FileWatch>,
+    /// Taken by this process's write transactions, one at a time: SQLite lets one writer in at
+    /// once anyway, and a writer that finds the file locked polls with growing sleeps (the busy
+    /// timeout), which under a burst of logins wasted more time than the writes took. Queued on
+    /// a mutex, each starts the moment the one before commits. Other processes on the file
+    /// still meet the busy timeout.
+    writer: Arc<Mutex<()>>,
 }
 
 impl SqliteDb {
@@ -176,7 +183,11 @@ impl SqliteDb {
             .connection_timeout(pool.connect_timeout)
             .build(manager)
             .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let db = SqliteDb { pool, file };
+        let db = SqliteDb {
+            pool,
+            file,
+            writer: Arc::new(Mutex::new(())),
+        };
         let mut conn = db.conn()?;
         conn.execute_batch(SCHEMA)?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -190,7 +201,27 @@ impl SqliteDb {
         self.file.check()?;
         Ok(self.pool.get()?)
     }
+
+    /// This process's turn to write, and a connection to write with: hold the turn until the
+    /// transaction has committed or rolled back (declare it first, so it is dropped last).
+    fn writer(
+        &self,
+    ) -> Result<(WriteTurn<'_>, PooledConnection<SqliteConnectionManager>), DbError> {
+        let conn = self.conn()?;
+        Ok((self.turn(), conn))
+    }
+
+    /// This process's turn to write. Always taken with a connection already in hand, so that
+    /// no holder of the turn ever waits for the pool while others hold connections waiting for
+    /// the turn.
+    fn turn(&self) -> WriteTurn<'_> {
+        // A poisoned lock guards nothing but the turn itself, which is still sound.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
+
+/// A held turn of [`SqliteDb::writer`].
+type WriteTurn<'a> = std::sync::MutexGuard<'a, ()>;
 
 /// Where the database file stands, compared with the one opened at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,7 +342,7 @@ impl Store for SqliteDb {
     /// the key's primary key would refuse a second holder anyway.
     fn insert_user(&self, user: &NewUserRow<'_>) -> Result<UserRow, DbError> {
         let key = email_key(user.email);
-        let mut conn = self.conn()?;
+        let (_turn, mut conn) = self.writer()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let taken: bool = tx
             .prepare_cached(concat!("SELECT ", holder_of_key!(), " IS NOT NULL"))?
@@ -376,7 +407,7 @@ impl Store for SqliteDb {
         limit: u32,
         kept_for_known: u32,
     ) -> Result<LoginBudget, DbError> {
-        let mut conn = self.conn()?;
+        let (_turn, mut conn) = self.writer()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let since = now_ms.saturating_sub(window_ms);
         tx.prepare_cached("DELETE FROM login_failures WHERE account_key = ?1 AND at <= ?2")?
@@ -426,7 +457,7 @@ impl Store for SqliteDb {
         reservation: Option<i64>,
         now_ms: i64,
     ) -> Result<(), DbError> {
-        let mut conn = self.conn()?;
+        let (_turn, mut conn) = self.writer()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if let Some(id) = reservation {
             tx.prepare_cached("DELETE FROM login_failures WHERE id = ?1")?
@@ -447,7 +478,7 @@ impl Store for SqliteDb {
     }
 
     fn open_session(&self, session: &NewSession<'_>) -> Result<(), DbError> {
-        let mut conn = self.conn()?;
+        let (_turn, mut conn) = self.writer()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.prepare_cached(
             "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
@@ -469,6 +500,12 @@ impl Store for SqliteDb {
             session.now_ms,
             SESSIONS_PER_USER - 1
         ])?;
+        tx.prepare_cached(
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions \
+             WHERE user_id = ?1 AND revoked_at IS NOT NULL \
+             ORDER BY revoked_at DESC, id LIMIT -1 OFFSET ?2)",
+        )?
+        .execute(params![session.user_id, REVOKED_KEPT_PER_USER])?;
         tx.prepare_cached(
             "INSERT INTO sessions (id, user_id, family_hash, token_hash, created_at, \
              last_used_at, expires_at, user_agent, client) \
@@ -549,6 +586,7 @@ impl Store for SqliteDb {
         if !known {
             return Ok(Rotated::Refused);
         }
+        let _turn = self.turn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let Some((id, user_id, stored)) = tx
             .prepare_cached(FIND)?
@@ -641,7 +679,7 @@ impl Store for SqliteDb {
         keep: Option<&str>,
         now_ms: i64,
     ) -> Result<u64, DbError> {
-        let mut conn = self.conn()?;
+        let (_turn, mut conn) = self.writer()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let ended = tx
             .prepare_cached(

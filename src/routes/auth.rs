@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::answers::{Always, DatabaseDown, NotSignedIn};
 use super::sessions::{self, Device};
-use super::{Claim, Reply};
+use super::{Claim, Hashed, Reply};
 use crate::body::{self, FormBody, FormFields, JsonBody, JsonOrForm};
 use crate::db::{NewUserRow, UserRow};
 use crate::error::{ApiError, ErrorResponse, Result, ValidationErrorResponse};
@@ -234,21 +234,21 @@ pub fn register(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     // Counted once it would cost a hash: invalid bodies and taken emails cost next to nothing.
     state.throttle.begin_registration(request.client())?;
     Ok(Reply::Deferred(Box::new(
-        move |state: &AppState, claim: &dyn Claim| {
+        move |state: &AppState, _: &dyn Claim| {
             let hash = security::hash_password(&new.password, state.bcrypt_cost)
                 .map_err(ApiError::internal)?;
-            if !claim.claim() {
-                // The client was told 503 while this hash ran; it must not be registered now.
-                return Err(ApiError::too_late());
-            }
-            let user = state.db.insert_user(&NewUserRow {
-                name: &new.name,
-                phone: &new.phone,
-                image_url: new.image_url.as_deref(),
-                email: &new.email,
-                password_hash: &hash,
-            })?;
-            Ok(ApiResponse::json(201, &UserResponse::from(user)))
+            // Stored off the hashing thread, and only if the client is still waiting: one told
+            // 503 while this hash ran must not be registered behind its back.
+            Ok(Hashed::Finish(Box::new(move |state: &AppState| {
+                let user = state.db.insert_user(&NewUserRow {
+                    name: &new.name,
+                    phone: &new.phone,
+                    image_url: new.image_url.as_deref(),
+                    email: &new.email,
+                    password_hash: &hash,
+                })?;
+                Ok(ApiResponse::json(201, &UserResponse::from(user)))
+            })))
         },
     )))
 }
@@ -314,7 +314,6 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
                 security::verify_password(&credentials.password, stored_hash, state.bcrypt_cost);
             let user = match (user, check) {
                 (Some(user), PasswordCheck::Match { outdated }) => {
-                    attempt.succeeded();
                     if outdated {
                         upgrade_hash(state, claim, &user, &credentials.password, started)?;
                     }
@@ -336,12 +335,13 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
                     return Err(ApiError::Unauthorized(BAD_CREDENTIALS));
                 }
             };
-            if !claim.claim() {
-                // The client was told 503 while the hash ran: this login did not happen, so it
-                // opens no session.
-                return Err(ApiError::too_late());
-            }
-            sessions::open(state, user, &device)
+            // The success is recorded and the session written off the hashing thread, and only
+            // if the client is still waiting: one told 503 while the hash ran did not log in
+            // (its dropped attempt gives its reserved failure back).
+            Ok(Hashed::Finish(Box::new(move |state: &AppState| {
+                attempt.succeeded();
+                sessions::open(state, user, &device)
+            })))
         },
     )))
 }

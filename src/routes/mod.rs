@@ -16,7 +16,7 @@ use crate::error::{ApiError, Result};
 use crate::http::{ApiResponse, HttpRequest};
 use crate::state::AppState;
 
-pub use crate::hashing::{Claim, Deferred};
+pub use crate::hashing::{Claim, Deferred, Hashed};
 
 /// What a handler returns.
 pub enum Reply {

@@ -720,3 +720,37 @@ fn each_login_prunes_a_bounded_number_of_ended_sessions() {
     log_in(&app, "ada@example.com");
     assert_eq!(count(), 4, "all the ended ones gone, the live ones kept");
 }
+
+#[test]
+fn a_user_keeps_at_most_100_revoked_sessions_however_often_they_log_out() {
+    let app = spawn_app();
+    register_and_log_in(&app, "ada@example.com");
+    let now_ms = unix_now() * 1000;
+    // 150 sessions revoked in the last minute, as a login-and-logout loop would leave.
+    let rows: Vec<String> = (0..150)
+        .map(|i| {
+            format!(
+                "('gone{i}', 1, 'family{i}', 'hash', {t}, {t}, {e}, '127.0.0.1', {t})",
+                t = now_ms - 60_000 + i,
+                e = now_ms + 86_400_000
+            )
+        })
+        .collect();
+    app.db.execute(&format!(
+        "INSERT INTO sessions (id, user_id, family_hash, token_hash, created_at, last_used_at, \
+         expires_at, client, revoked_at) VALUES {}",
+        rows.join(", ")
+    ));
+    let revoked = || {
+        app.db
+            .scalar::<i64>("SELECT count(*) FROM sessions WHERE revoked_at IS NOT NULL")
+    };
+    assert_eq!(revoked(), 150);
+    let session = log_in(&app, "ada@example.com");
+    assert_eq!(revoked(), 100);
+    let oldest_kept: String = app
+        .db
+        .scalar("SELECT id FROM sessions WHERE revoked_at IS NOT NULL ORDER BY revoked_at LIMIT 1");
+    assert_eq!(oldest_kept, "gone50", "the most recently revoked are kept");
+    assert_eq!(app.me(&session.access).status, 200);
+}
