@@ -1901,6 +1901,39 @@ mod tests {
         }
     }
 
+    // ---- sessions ----
+
+    #[test]
+    fn session_lifetimes_default_to_30_days_and_10_seconds_within_their_ranges() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(
+            defaults.refresh_token_lifetime,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(defaults.refresh_reuse_grace, Duration::from_secs(10));
+        let set = config(&[
+            ("JWT_REFRESH_TOKEN_EXPIRE_DAYS", "3650"),
+            ("REFRESH_REUSE_GRACE", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            set.refresh_token_lifetime,
+            Duration::from_secs(3650 * 86_400)
+        );
+        assert_eq!(set.refresh_reuse_grace, Duration::ZERO);
+        for (variable, value) in [
+            ("JWT_REFRESH_TOKEN_EXPIRE_DAYS", "0"),
+            ("JWT_REFRESH_TOKEN_EXPIRE_DAYS", "3651"),
+            ("JWT_REFRESH_TOKEN_EXPIRE_DAYS", "1.5"),
+            ("REFRESH_REUSE_GRACE", "3601"),
+            ("REFRESH_REUSE_GRACE", "-1"),
+        ] {
+            let err = refusal(&[(variable, value)]);
+            assert_eq!(err.variable, variable);
+            assert!(err.message.contains(&format!("'{value}'")), "{err}");
+        }
+    }
+
     // ---- PORT ----
 
     #[test]
