@@ -417,8 +417,7 @@ where
 
             // backnd-api patch: no Content-Length on a 1xx or 204, which RFC 9110 section 8.6
             // forbids (they never have a body, so the framing needs none).
-            Some(TransferEncoding::Identity)
-                if matches!(self.status_code.0, 100..=199 | 204) => {}
+            Some(TransferEncoding::Identity) if matches!(self.status_code.0, 100..=199 | 204) => {}
 
             Some(TransferEncoding::Identity) => {
                 assert!(data_length.is_some());
