@@ -39,10 +39,6 @@ pub enum JsonOrForm<J, F> {
 }
 
 /// A field of a partial update: left out, set to `null`, or given a value.
-#[allow(
-    dead_code,
-    reason = "for PATCH bodies; tested below until the first PATCH route"
-)]
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Patch<T> {
     /// The field was not sent: leave it as it is.
@@ -144,10 +140,6 @@ impl Fields<'_> {
 
     /// A field that may be left out, but if sent is checked like a required one (`null`
     /// included: for a partial update of a column that cannot be empty).
-    #[allow(
-        dead_code,
-        reason = "for PATCH bodies; tested below until the first PATCH route"
-    )]
     pub fn if_present<T>(
         &mut self,
         name: &str,
@@ -160,10 +152,6 @@ impl Fields<'_> {
     }
 
     /// A field of a partial update: left out, `null`, or a value that `rule` accepts.
-    #[allow(
-        dead_code,
-        reason = "for PATCH bodies; tested below until the first PATCH route"
-    )]
     pub fn patch<T>(
         &mut self,
         name: &str,

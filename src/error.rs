@@ -83,6 +83,9 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// 409: the request conflicts with stored data (an email already taken).
     Conflict(&'static str),
+    /// 400: the request is well formed but refused, such as a wrong current password (not
+    /// 401, which clients take as "signed out").
+    BadRequest(&'static str),
     /// 404: no route has this path ("Not Found"), or what it names does not exist for this
     /// user.
     NotFound(&'static str),
@@ -158,6 +161,7 @@ impl ApiError {
             ApiError::Validation(_) => 422,
             ApiError::Unauthorized(_) => 401,
             ApiError::Conflict(_) => 409,
+            ApiError::BadRequest(_) => 400,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Unavailable { .. } => 503,
@@ -175,7 +179,10 @@ impl ApiError {
                 let response = ApiResponse::json(status, &body);
                 return self.with_headers(response);
             }
-            ApiError::Unauthorized(msg) | ApiError::Conflict(msg) | ApiError::NotFound(msg) => *msg,
+            ApiError::Unauthorized(msg)
+            | ApiError::Conflict(msg)
+            | ApiError::NotFound(msg)
+            | ApiError::BadRequest(msg) => *msg,
             ApiError::MethodNotAllowed { .. } => "Method Not Allowed",
             ApiError::Unavailable { detail, .. } | ApiError::TooManyRequests { detail, .. } => {
                 *detail

@@ -82,6 +82,19 @@ pub struct NewUserRow<'a> {
     pub password_hash: &'a str,
 }
 
+/// What `PATCH /auth/me` changes: each field `None` is left as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges<'a> {
+    /// A new display name.
+    pub name: Option<&'a str>,
+    /// A new phone number.
+    pub phone: Option<&'a str>,
+    /// A new avatar URL (`Some(None)` clears it).
+    pub image_url: Option<Option<&'a str>>,
+    /// A new email address, normalised; its key is stored with it.
+    pub email: Option<&'a str>,
+}
+
 /// The answer of [`Store::reserve_login_failure`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginBudget {
@@ -306,6 +319,29 @@ pub trait Store: Send + Sync {
     /// Refuses, from now on, the user's access tokens without a session issued (`iat`) up to
     /// `now_ms`: those [`Store::find_user_for_sessionless_token`] then finds no user for.
     fn cut_off_sessionless_tokens(&self, user_id: i64, now_ms: i64) -> Result<(), DbError>;
+
+    /// Applies `changes` to user `id` in one statement, so that racing edits each land whole,
+    /// moving `updated_at` to now; `None` when the user is gone. A new email takes its key in
+    /// the same transaction, and fails with [`DbError::EmailTaken`] when another user holds an
+    /// equivalent one, also when a registration takes it at the same moment (the check and the
+    /// key are serialised with registration's).
+    fn update_user(&self, id: i64, changes: &UserChanges<'_>) -> Result<Option<UserRow>, DbError>;
+
+    /// Stores user `id`'s new password hash, moves `updated_at` to now, and in the same
+    /// transaction does what [`Store::revoke_sessions`] does with `keep`; `false` when the user
+    /// is gone.
+    fn change_password(
+        &self,
+        id: i64,
+        new_hash: &str,
+        keep: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, DbError>;
+
+    /// Deletes user `id` with everything of theirs: sessions, email key and token cutoff (by
+    /// the foreign keys), and the login counts and known addresses of `account` (their email's
+    /// key). `false` when the user is gone already.
+    fn delete_user(&self, id: i64, account: &str) -> Result<bool, DbError>;
 }
 
 /// How long an address that logged in successfully stays known to its account (90 days).

@@ -16,7 +16,8 @@ use r2d2_postgres::PostgresConnectionManager;
 use super::spent_budget;
 use super::{
     to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewSession, NewUserRow,
-    PoolOptions, Rotated, Rotation, SessionRow, Store, UserRow, KNOWN_CLIENT_MS, PRUNE_EVERY,
+    PoolOptions, Rotated, Rotation, SessionRow, Store, UserChanges, UserRow, KNOWN_CLIENT_MS,
+    PRUNE_EVERY,
 };
 use crate::config::PostgresUrl;
 use crate::fields::email_key;
@@ -567,12 +568,7 @@ impl Store for PostgresDb {
     ) -> Result<u64, DbError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction()?;
-        let ended = tx.execute(
-            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1::int8 AND revoked_at IS NULL \
-             AND expires_at > $2 AND ($3::text IS NULL OR id <> $3::text)",
-            &[&user_id, &now_ms, &keep],
-        )?;
-        tx.execute(CUT_OFF, &[&user_id, &now_ms.div_euclid(1000)])?;
+        let ended = revoke_all_but(&mut tx, user_id, keep, now_ms)?;
         tx.commit()?;
         Ok(ended)
     }
@@ -582,6 +578,114 @@ impl Store for PostgresDb {
             .execute(CUT_OFF, &[&user_id, &now_ms.div_euclid(1000)])?;
         Ok(())
     }
+
+    /// One `UPDATE`; a new email is checked and keyed under the advisory lock registration
+    /// takes on the same key, so the two are serialised.
+    fn update_user(&self, id: i64, changes: &UserChanges<'_>) -> Result<Option<UserRow>, DbError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        let key = changes.email.map(email_key);
+        if let (Some(email), Some(key)) = (changes.email, &key) {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[key],
+            )?;
+            let holder: Option<i64> = tx
+                .query_one(
+                    concat!("SELECT (", holder_of_key!(), ")::int8"),
+                    &[key, &email],
+                )?
+                .try_get(0)?;
+            if holder.is_some_and(|holder| holder != id) {
+                return Err(DbError::EmailTaken);
+            }
+        }
+        let sql = concat!(
+            "UPDATE users SET name = coalesce($2, name), phone = coalesce($3, phone), ",
+            "image_url = CASE WHEN $4 THEN $5 ELSE image_url END, ",
+            "email = coalesce($6, email), updated_at = now() WHERE id = $1::int8 RETURNING ",
+            user_columns!()
+        );
+        let row = tx.query_opt(
+            sql,
+            &[
+                &id,
+                &changes.name,
+                &changes.phone,
+                &changes.image_url.is_some(),
+                &changes.image_url.flatten(),
+                &changes.email,
+            ],
+        )?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let user = user_from_row(&row)?;
+        if let Some(key) = key {
+            tx.execute("DELETE FROM email_keys WHERE user_id = $1::int8", &[&id])?;
+            tx.execute(
+                "INSERT INTO email_keys (key, user_id) VALUES ($1, $2::int8::int4)",
+                &[&key, &id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Some(user))
+    }
+
+    fn change_password(
+        &self,
+        id: i64,
+        new_hash: &str,
+        keep: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1::int8",
+            &[&id, &new_hash],
+        )?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        revoke_all_but(&mut tx, id, keep, now_ms)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn delete_user(&self, id: i64, account: &str) -> Result<bool, DbError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction()?;
+        // The user's sessions, email key and token cutoff go with the row (ON DELETE CASCADE).
+        let deleted = tx.execute("DELETE FROM users WHERE id = $1::int8", &[&id])?;
+        tx.execute(
+            "DELETE FROM login_known_clients WHERE account_key = $1",
+            &[&account],
+        )?;
+        tx.execute(
+            "DELETE FROM login_failures WHERE account_key = $1",
+            &[&account],
+        )?;
+        tx.commit()?;
+        Ok(deleted == 1)
+    }
+}
+
+/// Revokes every live session of the user's but `keep`, and cuts off their sessionless tokens,
+/// inside the caller's transaction; returns how many sessions ended.
+fn revoke_all_but(
+    tx: &mut postgres::Transaction<'_>,
+    user_id: i64,
+    keep: Option<&str>,
+    now_ms: i64,
+) -> Result<u64, DbError> {
+    let ended = tx.execute(
+        "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1::int8 AND revoked_at IS NULL \
+         AND expires_at > $2 AND ($3::text IS NULL OR id <> $3::text)",
+        &[&user_id, &now_ms, &keep],
+    )?;
+    tx.execute(CUT_OFF, &[&user_id, &now_ms.div_euclid(1000)])?;
+    Ok(ended)
 }
 
 /// Gives every user without an email key its key, in id order, so that where two existing

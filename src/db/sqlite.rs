@@ -26,7 +26,8 @@ use rusqlite::{params, OpenFlags, OptionalExtension};
 use super::spent_budget;
 use super::{
     to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewSession, NewUserRow,
-    PoolOptions, Rotated, Rotation, SessionRow, Store, UserRow, KNOWN_CLIENT_MS, PRUNE_EVERY,
+    PoolOptions, Rotated, Rotation, SessionRow, Store, UserChanges, UserRow, KNOWN_CLIENT_MS,
+    PRUNE_EVERY,
 };
 use crate::fields::email_key;
 use crate::sessions::{
@@ -681,16 +682,9 @@ impl Store for SqliteDb {
     ) -> Result<u64, DbError> {
         let (_turn, mut conn) = self.writer()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let ended = tx
-            .prepare_cached(
-                "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL \
-                 AND expires_at > ?2 AND (?3 IS NULL OR id <> ?3)",
-            )?
-            .execute(params![user_id, now_ms, keep])?;
-        tx.prepare_cached(CUT_OFF)?
-            .execute(params![user_id, now_ms.div_euclid(1000)])?;
+        let ended = revoke_all_but(&tx, user_id, keep, now_ms)?;
         tx.commit()?;
-        Ok(ended as u64)
+        Ok(ended)
     }
 
     fn cut_off_sessionless_tokens(&self, user_id: i64, now_ms: i64) -> Result<(), DbError> {
@@ -699,6 +693,107 @@ impl Store for SqliteDb {
             .execute(params![user_id, now_ms.div_euclid(1000)])?;
         Ok(())
     }
+
+    /// One `UPDATE` in an `IMMEDIATE` transaction (which serialises it with registrations); a
+    /// new email is checked and keyed inside it, as `insert_user` does.
+    fn update_user(&self, id: i64, changes: &UserChanges<'_>) -> Result<Option<UserRow>, DbError> {
+        let (_turn, mut conn) = self.writer()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let key = changes.email.map(email_key);
+        if let (Some(email), Some(key)) = (changes.email, &key) {
+            let holder: Option<i64> = tx
+                .prepare_cached(concat!("SELECT ", holder_of_key!()))?
+                .query_row(params![key, email], |row| row.get(0))?;
+            if holder.is_some_and(|holder| holder != id) {
+                return Err(DbError::EmailTaken);
+            }
+        }
+        let now = Utc::now().naive_utc().format(SQLITE_TIMESTAMP).to_string();
+        let row = tx
+            .prepare_cached(concat!(
+                "UPDATE users SET name = coalesce(?2, name), phone = coalesce(?3, phone), ",
+                "image_url = CASE WHEN ?4 THEN ?5 ELSE image_url END, ",
+                "email = coalesce(?6, email), updated_at = ?7 WHERE id = ?1 RETURNING ",
+                user_columns!()
+            ))?
+            .query_row(
+                params![
+                    id,
+                    changes.name,
+                    changes.phone,
+                    changes.image_url.is_some(),
+                    changes.image_url.flatten(),
+                    changes.email,
+                    now
+                ],
+                user_from_row,
+            )
+            .optional()?;
+        if let (Some(_), Some(key)) = (&row, key) {
+            tx.prepare_cached("DELETE FROM email_keys WHERE user_id = ?1")?
+                .execute(params![id])?;
+            tx.prepare_cached("INSERT INTO email_keys (key, user_id) VALUES (?1, ?2)")?
+                .execute(params![key, id])?;
+        }
+        tx.commit()?;
+        Ok(row)
+    }
+
+    fn change_password(
+        &self,
+        id: i64,
+        new_hash: &str,
+        keep: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let (_turn, mut conn) = self.writer()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = Utc::now().naive_utc().format(SQLITE_TIMESTAMP).to_string();
+        let changed = tx
+            .prepare_cached("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![id, new_hash, now])?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        revoke_all_but(&tx, id, keep, now_ms)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn delete_user(&self, id: i64, account: &str) -> Result<bool, DbError> {
+        let (_turn, mut conn) = self.writer()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Our connections enforce the foreign keys (bundled SQLite turns them on), so the
+        // user's sessions, email key and token cutoff go with the row.
+        let deleted = tx
+            .prepare_cached("DELETE FROM users WHERE id = ?1")?
+            .execute(params![id])?;
+        tx.prepare_cached("DELETE FROM login_known_clients WHERE account_key = ?1")?
+            .execute(params![account])?;
+        tx.prepare_cached("DELETE FROM login_failures WHERE account_key = ?1")?
+            .execute(params![account])?;
+        tx.commit()?;
+        Ok(deleted == 1)
+    }
+}
+
+/// Revokes every live session of the user's but `keep`, and cuts off their sessionless tokens,
+/// inside the caller's transaction; returns how many sessions ended.
+fn revoke_all_but(
+    tx: &rusqlite::Transaction<'_>,
+    user_id: i64,
+    keep: Option<&str>,
+    now_ms: i64,
+) -> Result<u64, DbError> {
+    let ended = tx
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL \
+             AND expires_at > ?2 AND (?3 IS NULL OR id <> ?3)",
+        )?
+        .execute(params![user_id, now_ms, keep])?;
+    tx.prepare_cached(CUT_OFF)?
+        .execute(params![user_id, now_ms.div_euclid(1000)])?;
+    Ok(ended as u64)
 }
 
 /// Gives every user without an email key its key, in id order, so that where two existing

@@ -45,3 +45,22 @@ pub enum DatabaseDown {
     )]
     Unavailable(ErrorResponse),
 }
+
+/// What an operation that checks the current password on the hashing pool answers when it
+/// cannot: too many wrong passwords (counted with failed logins), or no room to hash.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a declaration for the document; the throttle and the pool build these
+pub enum PasswordChecked {
+    /// Too many wrong passwords, counted with failed logins.
+    #[response(
+        status = 429,
+        headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))
+    )]
+    TooManyRequests(ErrorResponse),
+    /// The database is not answering or too many password checks are hashing; try again shortly.
+    #[response(
+        status = 503,
+        headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))
+    )]
+    Busy(ErrorResponse),
+}

@@ -295,10 +295,7 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     // Before the hash is queued, so that a refused guess costs no bcrypt; keyed by the email's
     // identity (look-alike spellings share one count) whether or not it is registered, so a
     // 429 says nothing about that.
-    let account = match fields::email_key(&credentials.email) {
-        key if key.is_empty() => credentials.email.clone(),
-        key => key,
-    };
+    let account = account_key(&credentials.email);
     let mut attempt = state
         .throttle
         .begin_login(&state.db, &account, request.client())?;
@@ -344,6 +341,15 @@ pub fn login(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
             })))
         },
     )))
+}
+
+/// The account a password check is counted under by the login throttling: the email's
+/// identity key (look-alike spellings share one count), or the email itself when it has none.
+pub fn account_key(email: &str) -> String {
+    match fields::email_key(email) {
+        key if key.is_empty() => email.to_owned(),
+        key => key,
+    }
 }
 
 /// Replaces `user`'s outdated hash (another cost or variant) with a `$2b$` one at the current

@@ -6,6 +6,7 @@
 //! may hold parameters: `{name}` matches one non-empty segment, and a trailing `{*name}` the
 //! rest of the path (possibly empty); handlers read them with `HttpRequest::param`.
 
+mod account;
 mod answers;
 mod auth;
 mod docs;
@@ -31,7 +32,7 @@ pub enum Reply {
 pub type Handler = fn(&AppState, &HttpRequest<'_>) -> Result<Reply>;
 
 /// The methods routes are declared with (`HEAD` comes with every `GET`).
-#[allow(dead_code, reason = "PUT and PATCH routes come with the account work")]
+#[allow(dead_code, reason = "no PUT route yet")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     /// `GET`, and `HEAD` with it.
@@ -113,7 +114,7 @@ where
     operation
 }
 
-use Method::{Delete, Get, Post};
+use Method::{Delete, Get, Patch, Post};
 
 /// Every route, in the order the OpenAPI document and `--help` list them.
 #[rustfmt::skip] // a table reads best with one route to a line
@@ -121,6 +122,9 @@ pub static ROUTES: &[Route] = &[
     route(Post, "/auth/register", auth::register, Some(doc::<auth::__path_register>)),
     route(Post, "/auth/login",    auth::login,    Some(doc::<auth::__path_login>)),
     route(Get,  "/auth/me",       auth::me,       Some(doc::<auth::__path_me>)),
+    route(Patch, "/auth/me",      account::update_me, Some(doc::<account::__path_update_me>)),
+    route(Delete, "/auth/me",     account::delete_me, Some(doc::<account::__path_delete_me>)),
+    route(Post, "/auth/password", account::change_password, Some(doc::<account::__path_change_password>)),
     route(Post, "/auth/refresh",  sessions::refresh, Some(doc::<sessions::__path_refresh>)),
     route(Post, "/auth/logout",   sessions::logout,  Some(doc::<sessions::__path_logout>)),
     route(Get,  "/auth/sessions", sessions::list,    Some(doc::<sessions::__path_list>)),

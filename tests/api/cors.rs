@@ -92,7 +92,9 @@ fn a_preflight_from_a_listed_origin_gets_204_with_the_paths_methods_and_headers(
     for (path, wanted, methods) in [
         ("/auth/login", "POST", "POST"),
         ("/auth/register", "POST", "POST"),
-        ("/auth/me", "GET", "GET, HEAD"),
+        ("/auth/me", "GET", "GET, HEAD, PATCH, DELETE"),
+        ("/auth/me", "PATCH", "GET, HEAD, PATCH, DELETE"),
+        ("/auth/password", "POST", "POST"),
         ("/auth/refresh", "POST", "POST"),
         ("/auth/logout", "POST", "POST"),
         ("/auth/sessions", "GET", "GET, HEAD"),
@@ -252,7 +254,7 @@ fn answers_to_a_listed_origin_name_it_and_expose_retry_after_and_www_authenticat
 fn star_allows_every_origin_without_credentials_or_vary() {
     let app = spawn_app_with(&[("CORS_ORIGINS", "*")]);
     for origin in ["https://anything.test", "http://127.0.0.1:9999", "null"] {
-        let answer = preflight(&app, "/auth/me", origin, "GET");
+        let answer = preflight(&app, "/auth/sessions", origin, "GET");
         assert_eq!(answer.status, 204, "{origin}");
         assert_eq!(header(&answer, "access-control-allow-origin"), Some("*"));
         assert_eq!(

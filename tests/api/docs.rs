@@ -18,6 +18,9 @@ fn the_openapi_document_describes_every_route_and_the_password_flow() {
         ("/auth/register", "post"),
         ("/auth/login", "post"),
         ("/auth/me", "get"),
+        ("/auth/me", "patch"),
+        ("/auth/me", "delete"),
+        ("/auth/password", "post"),
         ("/auth/refresh", "post"),
         ("/auth/logout", "post"),
         ("/auth/sessions", "get"),
@@ -42,7 +45,7 @@ fn the_openapi_document_describes_every_route_and_the_password_flow() {
 }
 
 #[test]
-fn the_session_routes_are_documented_with_their_answers_and_security() {
+fn the_session_and_account_routes_are_documented_with_their_answers_and_security() {
     let app = spawn_app();
     let doc = app.get("/openapi.json", &[]).json;
     let operation = |path: &str, method: &str| doc["paths"][path][method].clone();

@@ -76,7 +76,8 @@ fn a_wrong_method_on_a_get_route_gets_405_with_allow_get() {
 fn other_methods_get_405_with_allow() {
     let app = spawn_app();
     for (method, path, allow) in [
-        ("DELETE", "/auth/me", "GET"),
+        ("PUT", "/auth/me", "GET, HEAD, PATCH, DELETE"),
+        ("DELETE", "/auth/sessions", "GET, HEAD"),
         ("PUT", "/auth/register", "POST"),
         ("PATCH", "/auth/login", "POST"),
     ] {

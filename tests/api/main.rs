@@ -4,6 +4,7 @@ mod helpers;
 mod log_capture;
 mod testdb;
 
+mod account;
 mod concurrency;
 mod constraints;
 mod cors;
