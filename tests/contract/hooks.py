@@ -22,7 +22,9 @@ schemathesis.openapi.format(
 # - a DELETE /auth/sessions/{id} never names the token's own session; every other one names a
 #   fresh session of the first user's instead (so that its 204 is checked), which is ended
 #   afterwards if the request did not end it, so the user never nears its 100 sessions.
-# Every other refresh sends a real refresh token of the second user's, so the 200 is checked too.
+# Every other refresh sends a real refresh token of the second user's, so the 200 is checked too,
+# and every other password change or deletion is made, with the right password, by a user of its
+# own registered just before, so that its 204 is checked and the signed-in user stays.
 import base64
 import itertools
 import json
@@ -34,6 +36,7 @@ TOKEN = os.environ.get("CONTRACT_TOKEN")
 USER = os.environ.get("CONTRACT_USER", "").split(":", 1)
 CHURN = os.environ.get("CONTRACT_CHURN_USER", "").split(":", 1)
 _turns = itertools.count()
+PASSWORD_OF_THROWAWAYS = "throwaway-password"
 _opened = {}  # id(case) -> the fresh session a DELETE names
 
 
@@ -73,9 +76,30 @@ if TOKEN:
         def set(self, case, data, ctx):
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
+    _throwaways = itertools.count()
+
+    def _throwaway_user():
+        """A new user of its own, so that a password change or a deletion with the right
+        password (whose 204 is then checked) leaves the signed-in user alone."""
+        email = f"throwaway{next(_throwaways)}@example.com"
+        user = {"name": "Throwaway", "phone": "+1 555 0100", "email": email, "password": PASSWORD_OF_THROWAWAYS}
+        _request("POST", "/auth/register", user)
+        return _log_in((email, PASSWORD_OF_THROWAWAYS))["access_token"]
+
     @schemathesis.hook
     def before_call(ctx, case, kwargs):
         method, path = case.operation.method.upper(), case.operation.path
+        signed_with_token = (case.headers or {}).get("Authorization") == f"Bearer {TOKEN}"
+        if (
+            (method, path) in (("POST", "/auth/password"), ("DELETE", "/auth/me"))
+            and signed_with_token
+            and isinstance(case.body, dict)
+            and next(_turns) % 2 == 0
+        ):
+            field = "current_password" if path == "/auth/password" else "password"
+            if isinstance(case.body.get(field), str):
+                case.headers = {**case.headers, "Authorization": f"Bearer {_throwaway_user()}"}
+                case.body = {**case.body, field: PASSWORD_OF_THROWAWAYS}
         if method == "DELETE" and path == "/auth/sessions/{id}":
             named = (case.path_parameters or {}).get("id")
             if named == TOKEN_SID or next(_turns) % 2 == 0:
