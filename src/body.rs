@@ -56,6 +56,15 @@ impl HttpRequest<'_> {
     pub fn json<T: JsonBody>(&self) -> Result<T, ApiError> {
         json(&self.body, self.header("Content-Type")).map_err(ApiError::Validation)
     }
+
+    /// Reads an optional JSON body: none at all, or `null` (which FastAPI reads as none, see
+    /// `json_object`), is `T::default()`; anything else is read as [`HttpRequest::json`] reads it.
+    pub fn json_or_default<T: JsonBody + Default>(&self) -> Result<T, ApiError> {
+        match self.body.trim_ascii() {
+            b"" | b"null" => Ok(T::default()),
+            _ => self.json(),
+        }
+    }
 }
 
 /// Reads `body` as the JSON body `T`, or lists every problem.

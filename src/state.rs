@@ -34,10 +34,9 @@ pub struct SessionRules {
 impl SessionRules {
     /// The rules the configuration sets.
     pub fn from_config(config: &crate::Config) -> SessionRules {
-        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         SessionRules {
-            lifetime_ms: ms(config.refresh_token_lifetime),
-            reuse_grace_ms: ms(config.refresh_reuse_grace),
+            lifetime_ms: crate::db::millis(config.refresh_token_lifetime),
+            reuse_grace_ms: crate::db::millis(config.refresh_reuse_grace),
         }
     }
 }

@@ -33,10 +33,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::client::limit_key;
-use crate::db::{Db, LoginBudget};
+use crate::db::{millis, unix_millis, Db, LoginBudget};
 use crate::error::ApiError;
 
 /// What a throttled login is told: the same for every reason, so it reveals nothing.
@@ -438,18 +438,6 @@ fn too_many(detail: &'static str, wait: Duration) -> ApiError {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Counters are sound whatever panicked while they were held.
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Milliseconds since the Unix epoch: the database's clock for the shared counters, the same on
-/// every instance (as far as their clocks agree).
-fn unix_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, millis)
 }
 
 #[cfg(test)]

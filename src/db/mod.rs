@@ -95,6 +95,16 @@ pub struct UserChanges<'a> {
     pub email: Option<&'a str>,
 }
 
+impl UserChanges<'_> {
+    /// Whether nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.phone.is_none()
+            && self.image_url.is_none()
+            && self.email.is_none()
+    }
+}
+
 /// The answer of [`Store::reserve_login_failure`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginBudget {
@@ -416,6 +426,19 @@ pub(crate) fn warn_key_collision(id: i64, owner: i64) {
 /// or blank): such a user cannot sign in, as before.
 pub(crate) fn warn_keyless(id: i64) {
     log::warn!("user {id} has an empty email; it has no email key and cannot sign in");
+}
+
+/// Milliseconds since the Unix epoch: the clock of what the database shares between instances
+/// (failed-login counts, sessions), the same on every instance as far as their clocks agree.
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+/// A duration in whole milliseconds, as the database stores spans; saturating, never negative.
+pub fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Renders a stored timestamp (`YYYY-MM-DD HH:MM:SS[.ffffff]`, UTC, as SQLAlchemy and

@@ -9,11 +9,10 @@
 use utoipa::ToSchema;
 
 use super::answers::{Always, NotSignedIn, PasswordChecked};
-use super::auth::{account_key, authenticate, UserResponse};
-use super::sessions::now_ms;
+use super::auth::{account_key, authenticate, invalid_credentials, UserResponse};
 use super::{Hashed, Reply};
 use crate::body::{self, JsonBody, Patch};
-use crate::db::{UserChanges, UserRow};
+use crate::db::{unix_millis, UserChanges, UserRow};
 use crate::error::{ApiError, ErrorResponse, Result, ValidationErrorResponse};
 use crate::fields;
 use crate::http::{ApiResponse, HttpRequest};
@@ -104,16 +103,12 @@ impl UpdateMeRequest {
 )]
 pub fn update_me(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let signed_in = authenticate(state, request)?;
-    // No body, like `null` (which FastAPI reads as no body), is an update of nothing.
-    let mut update: UpdateMeRequest = match request.body.trim_ascii() {
-        b"" | b"null" => UpdateMeRequest::default(),
-        _ => request.json()?,
-    };
+    let mut update: UpdateMeRequest = request.json_or_default()?;
     let user = signed_in.user;
     let new_email = update.email.take().filter(|email| *email != user.email);
     let Some(email) = new_email else {
         let changes = update.changes(None);
-        if changes.name.is_none() && changes.phone.is_none() && changes.image_url.is_none() {
+        if changes.is_empty() {
             return Ok(Reply::Now(ApiResponse::json(
                 200,
                 &UserResponse::from(user),
@@ -202,9 +197,9 @@ pub fn change_password(state: &AppState, request: &HttpRequest<'_>) -> Result<Re
                 attempt.succeeded();
                 if !state
                     .db
-                    .change_password(user.id, &hash, session.as_deref(), now_ms())?
+                    .change_password(user.id, &hash, session.as_deref(), unix_millis())?
                 {
-                    return Err(signed_out());
+                    return Err(invalid_credentials());
                 }
                 log::info!("user {}: password changed; other sessions ended", user.id);
                 Ok(ApiResponse::no_content())
@@ -262,7 +257,7 @@ pub fn delete_me(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
                 // Gives back the reserved failure; the account's counts go with it below.
                 drop(attempt);
                 if !state.db.delete_user(user.id, &account_key(&user.email))? {
-                    return Err(signed_out());
+                    return Err(invalid_credentials());
                 }
                 log::info!("user {}: account deleted", user.id);
                 Ok(ApiResponse::no_content())
@@ -307,11 +302,6 @@ fn with_password(
 
 /// `200` with the updated user, or `401` when the user was deleted meanwhile.
 fn answer_user(updated: Option<UserRow>) -> Result<ApiResponse> {
-    let user = updated.ok_or_else(signed_out)?;
+    let user = updated.ok_or_else(invalid_credentials)?;
     Ok(ApiResponse::json(200, &UserResponse::from(user)))
-}
-
-/// The answer when the user is gone by the time the change is stored.
-fn signed_out() -> ApiError {
-    ApiError::Unauthorized("Could not validate credentials")
 }

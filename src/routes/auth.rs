@@ -458,20 +458,27 @@ pub fn authenticate(state: &AppState, request: &HttpRequest<'_>) -> Result<Authe
         .header("Authorization")
         .and_then(bearer_token)
         .ok_or(ApiError::Unauthorized("Not authenticated"))?;
-    let invalid = || ApiError::Unauthorized("Could not validate credentials");
-    let token = state.tokens.verify(token).ok_or_else(invalid)?;
+    let token = state.tokens.verify(token).ok_or_else(invalid_credentials)?;
     let user = match &token.session {
-        Some(session) => state
-            .db
-            .find_session_user(token.user_id, session, sessions::now_ms())?,
+        Some(session) => {
+            state
+                .db
+                .find_session_user(token.user_id, session, crate::db::unix_millis())?
+        }
         None => state
             .db
             .find_user_for_sessionless_token(token.user_id, token.issued_at)?,
     };
     Ok(Authenticated {
-        user: user.ok_or_else(invalid)?,
+        user: user.ok_or_else(invalid_credentials)?,
         session: token.session,
     })
+}
+
+/// The `401` for a token that is not valid, whose session has ended, or whose user is gone
+/// (also when the user goes while a request of theirs is being answered).
+pub fn invalid_credentials() -> ApiError {
+    ApiError::Unauthorized("Could not validate credentials")
 }
 
 /// Extracts the token from an `Authorization` value: the scheme `Bearer` in any case, as

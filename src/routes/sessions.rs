@@ -8,7 +8,7 @@ use super::answers::{Always, DatabaseDown, NotSignedIn};
 use super::auth::{authenticate, TokenResponse, UserResponse};
 use super::Reply;
 use crate::body::{self, FormBody, FormFields, JsonBody, JsonOrForm};
-use crate::db::{NewSession, Rotated, Rotation, SessionRow, UserRow};
+use crate::db::{unix_millis, NewSession, Rotated, Rotation, SessionRow, UserRow};
 use crate::error::{ApiError, ErrorResponse, FieldError, Result, ValidationErrorResponse};
 use crate::fields;
 use crate::http::{ApiResponse, HttpRequest};
@@ -18,11 +18,6 @@ use crate::state::AppState;
 /// The one answer to any refresh token that does not buy a new pair, whatever the reason
 /// (unknown, spent, ended), so that an answer tells a thief nothing.
 const INVALID_REFRESH: &str = "Invalid refresh token";
-
-/// Now, in Unix milliseconds, as sessions are timed.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 /// The client a session is opened or refreshed from, as `GET /auth/sessions` shows it.
 pub struct Device {
@@ -45,7 +40,7 @@ impl Device {
 pub fn open(state: &AppState, user: UserRow, device: &Device) -> Result<ApiResponse> {
     let id = rules::new_session_id().map_err(ApiError::internal)?;
     let refresh = RefreshToken::generate().map_err(ApiError::internal)?;
-    let now = now_ms();
+    let now = unix_millis();
     state.db.open_session(&NewSession {
         id: &id,
         user_id: user.id,
@@ -164,7 +159,7 @@ pub fn refresh(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let token = RefreshToken::parse(&presented).ok_or_else(invalid)?;
     let next = token.rotated().map_err(ApiError::internal)?;
     let device = Device::of(request);
-    let now = now_ms();
+    let now = unix_millis();
     let outcome = state.db.rotate_refresh_token(&Rotation {
         family_hash: &token.family_hash(),
         presented: &token.secret_hash(),
@@ -247,7 +242,7 @@ impl LogoutScope {
 pub fn logout(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let signed_in = authenticate(state, request)?;
     let scope = LogoutScope::of(request)?;
-    let (user, now) = (signed_in.user.id, now_ms());
+    let (user, now) = (signed_in.user.id, unix_millis());
     match (scope, signed_in.session) {
         (LogoutScope::All, _) => {
             state.db.revoke_sessions(user, None, now)?;
@@ -327,7 +322,7 @@ pub fn list(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     let current = signed_in.session.as_deref();
     let sessions: Vec<SessionResponse> = state
         .db
-        .list_sessions(signed_in.user.id, now_ms())?
+        .list_sessions(signed_in.user.id, unix_millis())?
         .into_iter()
         .map(|row| SessionResponse::of(row, current))
         .collect();
@@ -361,7 +356,10 @@ pub fn end(state: &AppState, request: &HttpRequest<'_>) -> Result<Reply> {
     if !rules::is_session_id(id) {
         return Err(not_found);
     }
-    if !state.db.revoke_session(signed_in.user.id, id, now_ms())? {
+    if !state
+        .db
+        .revoke_session(signed_in.user.id, id, unix_millis())?
+    {
         return Err(not_found);
     }
     Ok(Reply::Now(ApiResponse::no_content()))

@@ -6,8 +6,8 @@ use std::sync::{Arc, Barrier};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_invalid_fields, assert_rfc3339_utc, assert_unauthorized, spawn_app, spawn_app_with,
-    valid_registration, TestApp, TestResponse,
+    assert_invalid_fields, assert_rfc3339_utc, assert_signed_out, assert_unauthorized, spawn_app,
+    spawn_app_with, valid_registration, TestApp, TestResponse,
 };
 
 const PASSWORD: &str = "correct horse";
@@ -43,18 +43,10 @@ fn delete_me(app: &TestApp, token: &str, password: &str) -> TestResponse {
     )
 }
 
-fn refresh(app: &TestApp, refresh_token: &str) -> TestResponse {
-    app.post_json("/auth/refresh", &json!({ "refresh_token": refresh_token }))
-}
-
 fn assert_incorrect_password(response: &TestResponse) {
     assert_eq!(response.status, 400, "{}", response.text);
     assert_eq!(response.json, json!({ "detail": "Incorrect password" }));
     assert_eq!(response.header("www-authenticate"), None, "not a sign-out");
-}
-
-fn assert_signed_out(app: &TestApp, token: &str) {
-    assert_unauthorized(&app.me(token), "Could not validate credentials");
 }
 
 #[test]
@@ -223,9 +215,9 @@ fn a_password_change_ends_every_other_session_and_keeps_this_one() {
     assert_eq!(response.status, 204, "{}", response.text);
     assert!(response.text.is_empty());
     assert_signed_out(&app, &laptop);
-    assert_eq!(refresh(&app, &laptop_refresh).status, 401);
+    assert_eq!(app.refresh(&laptop_refresh).status, 401);
     assert_eq!(app.me(&phone).status, 200, "this session goes on");
-    assert_eq!(refresh(&app, &phone_refresh).status, 200);
+    assert_eq!(app.refresh(&phone_refresh).status, 200);
     assert_unauthorized(
         &app.login("ada@example.com", PASSWORD),
         "Incorrect email or password",
@@ -293,7 +285,7 @@ fn deleting_the_account_removes_the_user_and_every_session_and_frees_the_email()
     for access in [&token, &other] {
         assert_signed_out(&app, access);
     }
-    assert_eq!(refresh(&app, &refresh_token).status, 401);
+    assert_eq!(app.refresh(&refresh_token).status, 401);
     let left: i64 = app.db.scalar(&format!(
         "SELECT count(*) FROM sessions WHERE user_id = {}",
         user["id"]

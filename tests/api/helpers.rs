@@ -220,6 +220,11 @@ impl TestApp {
         self.call("GET", "/auth/me", Some(token), None)
     }
 
+    /// `POST /auth/refresh` with a JSON body `{refresh_token}`.
+    pub fn refresh(&self, refresh_token: &str) -> TestResponse {
+        self.post_json("/auth/refresh", &json!({ "refresh_token": refresh_token }))
+    }
+
     /// Registers a valid user with this email and password; panics unless it gets 201.
     pub fn register_user(&self, email: &str, password: &str) -> Value {
         let response = self.register(&valid_registration(email, password));
@@ -483,6 +488,11 @@ pub fn raw_json(answer: &str) -> Value {
         .split_once("\r\n\r\n")
         .and_then(|(_, body)| serde_json::from_str(body).ok())
         .unwrap_or(Value::Null)
+}
+
+/// Asserts that `access` no longer signs anyone in: `GET /auth/me` gets the invalid-token 401.
+pub fn assert_signed_out(app: &TestApp, access: &str) {
+    assert_unauthorized(&app.me(access), "Could not validate credentials");
 }
 
 /// Asserts the 401 every refused credential gets: this detail and `WWW-Authenticate: Bearer`.

@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_unauthorized, base64url_decode, forge_token, jwt_parts, read_response, spawn_app,
-    spawn_app_with, spawn_instance_sharing, unix_now, TestApp, TestResponse, TEST_SECRET,
+    assert_signed_out, assert_unauthorized, base64url_decode, forge_token, jwt_parts,
+    read_response, spawn_app, spawn_app_with, spawn_instance_sharing, unix_now, TestApp,
+    TestResponse, TEST_SECRET,
 };
 use crate::log_capture;
 
@@ -51,10 +52,6 @@ fn log_in(app: &TestApp, email: &str) -> Session {
     Session::of(&app.login(email, "correct horse"))
 }
 
-fn refresh(app: &TestApp, refresh_token: &str) -> TestResponse {
-    app.post_json("/auth/refresh", &json!({ "refresh_token": refresh_token }))
-}
-
 fn refresh_form(app: &TestApp, body: &str) -> TestResponse {
     app.post_raw(
         "/auth/refresh",
@@ -88,10 +85,6 @@ fn sessionless_token(issued_at: Option<i64>) -> String {
 
 fn assert_refused(response: &TestResponse) {
     assert_unauthorized(response, "Invalid refresh token");
-}
-
-fn assert_signed_out(app: &TestApp, access: &str) {
-    assert_unauthorized(&app.me(access), "Could not validate credentials");
 }
 
 #[test]
@@ -147,7 +140,7 @@ fn the_database_keeps_only_hashes_of_refresh_tokens() {
 fn a_refresh_rotates_the_pair_and_a_retry_within_the_grace_changes_nothing() {
     let app = spawn_app();
     let first = register_and_log_in(&app, "ada@example.com");
-    let response = refresh(&app, &first.refresh);
+    let response = app.refresh(&first.refresh);
     let second = Session::of(&response);
     assert_eq!(response.json["token_type"], json!("bearer"));
     assert_eq!(response.json["expires_in"], json!(3600));
@@ -158,9 +151,9 @@ fn a_refresh_rotates_the_pair_and_a_retry_within_the_grace_changes_nothing() {
     assert_eq!(app.me(&second.access).status, 200);
 
     // The spent token again, at once: a retry. Refused, and the session is untouched.
-    assert_refused(&refresh(&app, &first.refresh));
+    assert_refused(&app.refresh(&first.refresh));
     assert_eq!(app.me(&first.access).status, 200);
-    let third = Session::of(&refresh(&app, &second.refresh));
+    let third = Session::of(&app.refresh(&second.refresh));
     assert_eq!(app.me(&third.access).status, 200);
 }
 
@@ -207,7 +200,7 @@ fn the_oauth2_refresh_form_works_and_checks_its_grant_type() {
         ]
     );
     // Neither refusal spent the token.
-    assert_eq!(refresh(&app, &second.refresh).status, 200);
+    assert_eq!(app.refresh(&second.refresh).status, 200);
 }
 
 #[test]
@@ -237,13 +230,13 @@ fn a_refresh_without_a_token_is_422_and_anything_but_a_live_token_is_the_same_40
         "é".repeat(32),
         "A".repeat(60_000),
     ] {
-        assert_refused(&refresh(&app, &token));
+        assert_refused(&app.refresh(&token));
     }
     // A forged secret on the real session: someone who saw a token of it. That is reuse: the
     // session ends, since a token of it has been copied.
-    assert_refused(&refresh(&app, &forged));
+    assert_refused(&app.refresh(&forged));
     assert_signed_out(&app, &session.access);
-    assert_refused(&refresh(&app, &session.refresh));
+    assert_refused(&app.refresh(&session.refresh));
 }
 
 #[test]
@@ -256,7 +249,7 @@ fn sixteen_concurrent_refreshes_with_one_token_give_exactly_one_new_pair() {
             let (app, barrier, token) = (app.clone(), barrier.clone(), session.refresh.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                refresh(&app, &token)
+                app.refresh(&token)
             })
         })
         .collect();
@@ -272,7 +265,7 @@ fn sixteen_concurrent_refreshes_with_one_token_give_exactly_one_new_pair() {
     // The losers were retries within the grace: the winner's pair goes on working.
     let next = Session::of(winners[0]);
     assert_eq!(app.me(&next.access).status, 200);
-    assert_eq!(refresh(&app, &next.refresh).status, 200);
+    assert_eq!(app.refresh(&next.refresh).status, 200);
 }
 
 #[test]
@@ -281,17 +274,17 @@ fn a_spent_token_presented_after_the_grace_ends_the_whole_session() {
     let app = spawn_app_with(&[("REFRESH_REUSE_GRACE", "1")]);
     let stolen = register_and_log_in(&app, "ada@example.com");
     let other_device = log_in(&app, "ada@example.com");
-    let current = Session::of(&refresh(&app, &stolen.refresh));
+    let current = Session::of(&app.refresh(&stolen.refresh));
     std::thread::sleep(Duration::from_millis(1100));
 
-    assert_refused(&refresh(&app, &stolen.refresh));
+    assert_refused(&app.refresh(&stolen.refresh));
     for access in [&stolen.access, &current.access] {
         assert_signed_out(&app, access);
     }
-    assert_refused(&refresh(&app, &current.refresh));
+    assert_refused(&app.refresh(&current.refresh));
     // The user's other session is not touched.
     assert_eq!(app.me(&other_device.access).status, 200);
-    assert_eq!(refresh(&app, &other_device.refresh).status, 200);
+    assert_eq!(app.refresh(&other_device.refresh).status, 200);
 
     let warned = log_capture::lines_containing(&stolen.sid());
     assert!(
@@ -309,19 +302,19 @@ fn a_spent_token_presented_after_the_grace_ends_the_whole_session() {
 fn a_token_older_than_the_last_one_spent_is_theft_even_within_the_grace() {
     let app = spawn_app();
     let first = register_and_log_in(&app, "ada@example.com");
-    let second = Session::of(&refresh(&app, &first.refresh));
-    let third = Session::of(&refresh(&app, &second.refresh));
-    assert_refused(&refresh(&app, &first.refresh));
+    let second = Session::of(&app.refresh(&first.refresh));
+    let third = Session::of(&app.refresh(&second.refresh));
+    assert_refused(&app.refresh(&first.refresh));
     assert_signed_out(&app, &third.access);
-    assert_refused(&refresh(&app, &third.refresh));
+    assert_refused(&app.refresh(&third.refresh));
 }
 
 #[test]
 fn with_no_grace_even_an_immediate_retry_ends_the_session() {
     let app = spawn_app_with(&[("REFRESH_REUSE_GRACE", "0")]);
     let first = register_and_log_in(&app, "ada@example.com");
-    let second = Session::of(&refresh(&app, &first.refresh));
-    assert_refused(&refresh(&app, &first.refresh));
+    let second = Session::of(&app.refresh(&first.refresh));
+    assert_refused(&app.refresh(&first.refresh));
     assert_signed_out(&app, &second.access);
 }
 
@@ -349,14 +342,14 @@ fn logout_ends_this_session_at_once_and_answers_204_without_a_body() {
     assert_eq!(health.status, 200);
 
     assert_signed_out(&app, &phone.access);
-    assert_refused(&refresh(&app, &phone.refresh));
+    assert_refused(&app.refresh(&phone.refresh));
     assert_unauthorized(
         &logout(&app, &phone.access, ""),
         "Could not validate credentials",
     );
     // The other session goes on.
     assert_eq!(app.me(&laptop.access).status, 200);
-    assert_eq!(refresh(&app, &laptop.refresh).status, 200);
+    assert_eq!(app.refresh(&laptop.refresh).status, 200);
 }
 
 #[test]
@@ -369,7 +362,7 @@ fn logout_of_every_session_ends_them_all() {
     assert_eq!(response.status, 204, "{}", response.text);
     for session in [&phone, &laptop] {
         assert_signed_out(&app, &session.access);
-        assert_refused(&refresh(&app, &session.refresh));
+        assert_refused(&app.refresh(&session.refresh));
     }
     assert_eq!(app.me(&bob.access).status, 200, "another user's session");
     // Logging in again works as ever.
@@ -411,11 +404,11 @@ fn a_logout_on_one_instance_is_seen_by_the_next_request_on_another() {
     let session = register_and_log_in(&first, "ada@example.com");
     let other = log_in(&second, "ada@example.com");
     assert_eq!(second.me(&session.access).status, 200);
-    let refreshed = Session::of(&refresh(&second, &session.refresh));
+    let refreshed = Session::of(&second.refresh(&session.refresh));
 
     assert_eq!(logout(&first, &refreshed.access, "").status, 204);
     assert_signed_out(&second, &refreshed.access);
-    assert_refused(&refresh(&second, &refreshed.refresh));
+    assert_refused(&second.refresh(&refreshed.refresh));
     assert_eq!(second.me(&other.access).status, 200);
 
     assert_eq!(logout(&second, &other.access, "?scope=all").status, 204);
@@ -499,7 +492,7 @@ fn the_session_list_shows_each_live_session_and_marks_the_current_one() {
     );
 
     // A refresh moves the session to the top, with its new last use.
-    let phone = Session::of(&refresh(&app, &phone.refresh));
+    let phone = Session::of(&app.refresh(&phone.refresh));
     let list = sessions(&app, &phone.access);
     assert_eq!(list[0]["id"], json!(phone.sid()));
     assert_eq!(list[0]["current"], json!(true));
@@ -539,7 +532,7 @@ fn a_user_ends_one_of_their_sessions_but_never_anyone_elses() {
     let response = end(&phone.access, &laptop.sid());
     assert_eq!(response.status, 204, "{}", response.text);
     assert_signed_out(&app, &laptop.access);
-    assert_refused(&refresh(&app, &laptop.refresh));
+    assert_refused(&app.refresh(&laptop.refresh));
     assert_eq!(app.me(&phone.access).status, 200);
     assert_eq!(
         end(&phone.access, &laptop.sid()).status,
@@ -628,7 +621,7 @@ fn an_expired_session_is_refused_and_pruned_by_a_later_login() {
         old.sid()
     ));
     assert_signed_out(&app, &old.access);
-    assert_refused(&refresh(&app, &old.refresh));
+    assert_refused(&app.refresh(&old.refresh));
     // Revoked sessions are kept a day for an operator to see, then pruned too.
     app.db.execute(&format!(
         "UPDATE sessions SET revoked_at = 1000 WHERE id = '{}'",
@@ -647,7 +640,7 @@ fn an_account_holds_at_most_100_sessions_and_the_least_recently_used_ends_first(
     let first = register_and_log_in(&app, "ada@example.com");
     let second = log_in(&app, "ada@example.com");
     // The first is used again, so the second is now the least recently used.
-    let first = Session::of(&refresh(&app, &first.refresh));
+    let first = Session::of(&app.refresh(&first.refresh));
     let mut last = None;
     for _ in 0..99 {
         last = Some(log_in(&app, "ada@example.com"));
@@ -655,7 +648,7 @@ fn an_account_holds_at_most_100_sessions_and_the_least_recently_used_ends_first(
     let last = last.expect("logged in");
     assert_eq!(sessions(&app, &last.access).len(), 100);
     assert_signed_out(&app, &second.access);
-    assert_refused(&refresh(&app, &second.refresh));
+    assert_refused(&app.refresh(&second.refresh));
     assert_eq!(app.me(&first.access).status, 200);
     let live: i64 = app
         .db
@@ -670,7 +663,7 @@ fn a_deleted_user_leaves_no_session_behind() {
     app.db.execute("DELETE FROM users");
     assert_eq!(app.db.scalar::<i64>("SELECT count(*) FROM sessions"), 0);
     assert_signed_out(&app, &session.access);
-    assert_refused(&refresh(&app, &session.refresh));
+    assert_refused(&app.refresh(&session.refresh));
 }
 
 #[test]
@@ -682,7 +675,7 @@ fn no_token_of_a_session_is_ever_logged() {
         &app,
         &format!("grant_type=refresh_token&refresh_token={}", first.refresh),
     ));
-    assert_refused(&refresh(&app, &first.refresh));
+    assert_refused(&app.refresh(&first.refresh));
     let _ = logout(&app, &second.access, "?scope=all");
     for secret in [
         &first.refresh,
