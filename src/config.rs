@@ -145,6 +145,21 @@ pub struct Config {
     /// Hashing jobs one client may hold queued or running (`HASH_JOBS_PER_CLIENT`); `None`: a
     /// quarter of the pool.
     pub hash_jobs_per_client: Option<usize>,
+    /// Whether `GET /metrics` is served on the service's own port (`METRICS`).
+    pub metrics: bool,
+    /// Where `GET /metrics` is served apart from the API (`METRICS_ADDR`, `host:port`).
+    pub metrics_addr: Option<String>,
+    /// How log lines are written (`LOG_FORMAT`).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per record, as `env_logger` writes it (the default).
+    Text,
+    /// One JSON object per line, for log collectors (see `crate::logging`).
+    Json,
 }
 
 /// A configuration value that stops start-up.
@@ -189,7 +204,7 @@ impl From<ConfigError> for ArgsError {
 
 /// Every variable the service reads, in the order they are checked: the fields of
 /// `Settings`, in order (a unit test holds the two together).
-pub const VARIABLES: [&str; 34] = [
+pub const VARIABLES: [&str; 37] = [
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT",
@@ -223,7 +238,10 @@ pub const VARIABLES: [&str; 34] = [
     "REGISTRATIONS_PER_CLIENT",
     "REGISTRATION_WINDOW",
     "HASH_JOBS_PER_CLIENT",
+    "METRICS",
+    "METRICS_ADDR",
     "RUST_LOG",
+    "LOG_FORMAT",
 ];
 
 /// HS256 wants a key at least as long as its 256-bit output (RFC 7518 §3.2).
@@ -452,9 +470,24 @@ struct Settings {
           value_parser = whole::<usize>(1, 100_000, "a job count"))]
     hash_jobs_per_client: Option<usize>,
 
+    /// on or off: GET /metrics (Prometheus text format) on the service's own port
+    #[arg(long, env = "METRICS", default_value = "off", action = clap::ArgAction::Set,
+          value_parser = setting(on_off))]
+    metrics: bool,
+
+    /// host:port to serve GET /metrics on, apart from the API (e.g. 127.0.0.1:9100); by
+    /// default none
+    #[arg(long, env = "METRICS_ADDR", value_parser = setting(metrics_addr))]
+    metrics_addr: Option<String>,
+
     /// Log filter: by default info (e.g. warn, debug, access=off); passed through as it is
     #[arg(long, env = "RUST_LOG")]
     rust_log: Option<String>,
+
+    /// text or json: json writes one JSON object per line (time, level, target, message, and
+    /// the access log's fields)
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = setting(log_format))]
+    log_format: LogFormat,
 }
 
 impl Config {
@@ -625,6 +658,9 @@ impl Config {
                 registration_window: Duration::from_secs(settings.registration_window),
             },
             hash_jobs_per_client: settings.hash_jobs_per_client,
+            metrics: settings.metrics,
+            metrics_addr: settings.metrics_addr,
+            log_format: settings.log_format,
         })
     }
 }
@@ -770,6 +806,35 @@ fn on_off(value: &str) -> Result<bool, String> {
         "off" => Ok(false),
         _ => Err(format!("{} is neither on nor off", quote(value))),
     }
+}
+
+fn log_format(value: &str) -> Result<LogFormat, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("{} is neither text nor json", quote(value))),
+    }
+}
+
+/// `host:port` with a port, as `METRICS_ADDR` takes it (an IPv6 address in brackets). The name
+/// is resolved when the server binds it, like `HOST`.
+fn metrics_addr(value: &str) -> Result<String, String> {
+    let refusal = || {
+        format!(
+            "{} is not host:port (such as 127.0.0.1:9100 or [::1]:9100)",
+            quote(value)
+        )
+    };
+    let (host, port_text) = value.rsplit_once(':').ok_or_else(refusal)?;
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let host_ok = match bare {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => !host.is_empty() && !host.contains(':') && self::host(host).is_ok(),
+    };
+    if !host_ok || port_text.parse::<u16>().is_err() {
+        return Err(refusal());
+    }
+    Ok(value.to_owned())
 }
 
 fn port(value: &str) -> Result<u16, String> {

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{ApiError, Result};
 use crate::http::ApiResponse;
+use crate::metrics::{HashGauges, Histogram};
 use crate::state::AppState;
 use queue::{HashQueue, Next, Queued};
 
@@ -197,6 +198,9 @@ struct Shared {
     /// Jobs queued or running per client, and how many one client may hold (`None`: any).
     shares: Shares,
     per_client: Option<usize>,
+    /// How long jobs waited in the queue before a thread took them (for `/metrics`).
+    waits: Histogram,
+    threads: usize,
 }
 
 impl Shared {
@@ -239,6 +243,8 @@ impl HashPool {
                 running: Mutex::new(Vec::new()),
                 shares: Arc::default(),
                 per_client,
+                waits: Histogram::default(),
+                threads,
             }),
             threads: Mutex::new(Vec::new()),
         };
@@ -309,6 +315,18 @@ impl HashPool {
         }
     }
 
+    /// The queue and the threads at this moment, and how long jobs have waited, for
+    /// `/metrics`.
+    pub fn gauges(&self) -> (HashGauges, &Histogram) {
+        let (queued, running) = self.shared.queue.load();
+        let gauges = HashGauges {
+            queued,
+            running,
+            threads: self.shared.threads,
+        };
+        (gauges, &self.shared.waits)
+    }
+
     /// Closes the queue, so that later work is answered 503, and waits for the hashing threads
     /// to finish the work already queued and for the watcher to end. Calling it again returns
     /// at once.
@@ -350,6 +368,7 @@ fn hasher_loop(shared: &Shared) {
             answer: job.answer.clone(),
         });
         let started = Instant::now();
+        shared.waits.observe(started - job.queued_at);
         let claim = HasherClaim {
             slot: &job.answer,
             claimed: RefCell::new(None),

@@ -14,6 +14,8 @@ mod error;
 mod fields;
 mod hashing;
 mod http;
+mod logging;
+mod metrics;
 mod openapi;
 mod routes;
 mod security;
@@ -24,6 +26,7 @@ mod throttle;
 
 pub use config::{redact_url, ArgsError, Config, DatabaseConfig, VARIABLES};
 pub use db::{Db, NewUserRow, PoolOptions};
+pub use logging::init as init_logging;
 pub use routes::summary as route_summary;
 pub use security::{hash_password, verify_password, PasswordCheck, TokenKeys};
 pub use server::{spawn, Server, StartError};

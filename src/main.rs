@@ -19,9 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::new()
-        .parse_filters(config.log_filter.as_deref().unwrap_or("info"))
-        .init();
+    backnd_api::init_logging(&config);
 
     // Each connection holds a descriptor, so the usual soft limit of 1024 caps concurrent
     // clients far below what the machine allows; MAX_CONNECTIONS is derived from the raised one.

@@ -18,6 +18,7 @@ use crate::db::{Db, DbError, PoolOptions};
 use crate::error::{ApiError, Result};
 use crate::hashing::{HashPool, Hashed};
 use crate::http::{self, ApiResponse, HttpRequest};
+use crate::metrics::{self, Metrics, Snapshot};
 use crate::routes::{self, Reply};
 use crate::security::TokenKeys;
 use crate::state::{AppState, SessionRules};
@@ -72,10 +73,13 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// What the access log line needs, captured before the request is consumed.
+/// What the access log line and the request metrics need, captured before the request is
+/// consumed.
 struct AccessLog {
     method: String,
     path: String,
+    /// The pattern of the route that matched, or [`metrics::UNMATCHED`].
+    route: &'static str,
     started: Instant,
     /// The client's address, worked out once for every handler and limit.
     client: IpAddr,
@@ -93,6 +97,14 @@ struct Shared {
     cors: CorsOrigins,
     /// Whose `X-Forwarded-For` and `Forwarded` headers are believed.
     trusted_proxies: TrustedProxies,
+    /// Request counts and latencies, and the rendering of `/metrics`.
+    metrics: Metrics,
+    /// Whether `/metrics` is answered on the API's own port (`METRICS=on`).
+    metrics_here: bool,
+    /// The listener of `METRICS_ADDR`, when set.
+    metrics_http: Option<tiny_http::Server>,
+    /// `MAX_CONNECTIONS` as applied.
+    max_connections: usize,
 }
 
 /// A counting semaphore: how many requests may be handled at once. Connections are many and
@@ -139,6 +151,7 @@ impl Permits {
 /// A running backnd-api server. Dropping it shuts it down gracefully, as [`Server::shutdown`].
 pub struct Server {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
 }
 
@@ -156,7 +169,15 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         DatabaseConfig::Postgres { .. } => config.database_pool_size as usize,
     };
     let state = Arc::new(open_state(config, database_connections)?);
-    let (http, addr) = bind(config, database_connections)?;
+    let limits = limits(config, database_connections);
+    let (http, addr) = bind(&config.host, config.port, limits.clone())?;
+    let (metrics_http, metrics_addr) = match &config.metrics_addr {
+        Some(address) => {
+            let (server, addr) = bind_metrics(address, &limits)?;
+            (Some(server), Some(addr))
+        }
+        None => (None, None),
+    };
     let hashing = HashPool::start(
         hash_threads,
         config.hash_queue_size,
@@ -173,9 +194,20 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         hashing,
         cors: config.cors_origins.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
+        metrics: Metrics::new(
+            config.metrics || metrics_http.is_some(),
+            routes::ROUTES
+                .iter()
+                .map(|route| route.path)
+                .chain([METRICS_PATH]),
+        ),
+        metrics_here: config.metrics,
+        metrics_http,
+        max_connections: limits.max_connections,
     });
     let server = Server {
         addr,
+        metrics_addr,
         shared: shared.clone(),
     };
     // Weak: the handler lives inside `shared.http`, and must not keep `shared` alive itself.
@@ -196,17 +228,68 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
                             let _ = sender.send(hashed);
                         });
                         let response = finish(&shared, outcome.recv());
-                        respond(request, cors.apply(response), &log);
+                        respond(&shared, request, cors.apply(response), &log);
                     }
                     Then::Throttled(response, request, log) => {
                         std::thread::sleep(THROTTLED_ANSWER_DELAY);
-                        respond(request, response, &log);
+                        respond(&shared, request, response, &log);
                     }
                 }
             }
         }));
+    if let Some(metrics_http) = &shared.metrics_http {
+        let metrics_shared = Arc::downgrade(&shared);
+        metrics_http.set_handler(Arc::new(move |request: tiny_http::Request| {
+            if let Some(shared) = metrics_shared.upgrade() {
+                serve_metrics_listener(&shared, request);
+            }
+        }));
+    }
+    if let Some(metrics_addr) = metrics_addr {
+        log::info!("serving metrics on http://{metrics_addr}{METRICS_PATH}");
+    }
     log::info!("listening on http://{addr} ({workers} workers, {hash_threads} hashing threads)");
     Ok(server)
+}
+
+/// Where the metrics are served, on the API's port (`METRICS=on`) or on `METRICS_ADDR`.
+const METRICS_PATH: &str = "/metrics";
+
+/// Connections the `METRICS_ADDR` listener keeps open at once, and per client: a scraper
+/// needs one or two; the rest of the limits (the deadlines) are the API's.
+const METRICS_CONNECTIONS: usize = 16;
+
+/// `GET /metrics` on the API's port: the text, or 405 for another method.
+fn metrics_answer(shared: &Shared, method: &str) -> ApiResponse {
+    if method != "GET" && method != "HEAD" {
+        return ApiError::MethodNotAllowed {
+            allow: "GET, HEAD".to_owned(),
+        }
+        .into_response();
+    }
+    let (hashing, hash_waits) = shared.hashing.gauges();
+    let text = shared.metrics.render(&Snapshot {
+        hashing,
+        hash_waits,
+        pool: shared.state.db.pool_gauges(),
+        pool_stats: shared.state.db.pool_stats(),
+        connections: (shared.http.num_connections(), shared.max_connections),
+    });
+    ApiResponse::bytes(200, metrics::CONTENT_TYPE, text.into_bytes())
+}
+
+/// Answers a request on the `METRICS_ADDR` listener: `/metrics`, else 404. It takes no worker
+/// permit, so that the figures can be read while every worker is busy, which is when they are
+/// wanted; its requests are not counted among the API's.
+fn serve_metrics_listener(shared: &Shared, request: tiny_http::Request) {
+    let response = if http::path_of(&request) == METRICS_PATH {
+        metrics_answer(shared, request.method().as_str())
+    } else {
+        ApiError::NotFound("Not Found").into_response()
+    };
+    if let Err(err) = request.respond(response.into_tiny()) {
+        log::debug!("could not write the metrics: {err}");
+    }
 }
 
 /// How many hashing jobs one client may hold queued or running: `HASH_JOBS_PER_CLIENT`, by
@@ -249,20 +332,39 @@ fn open_state(config: &Config, connections: usize) -> std::result::Result<AppSta
     })
 }
 
-/// Binds the configured address and starts tiny_http on it.
-fn bind(
-    config: &Config,
-    database_connections: usize,
+/// Binds `METRICS_ADDR` and starts a tiny_http of its own on it, with the API's deadlines and
+/// a few connections.
+fn bind_metrics(
+    address: &str,
+    api: &tiny_http::Limits,
 ) -> std::result::Result<(tiny_http::Server, SocketAddr), StartError> {
-    let address = format!("{}:{}", config.host, config.port);
-    let listener = listen(&config.host, config.port).map_err(|source| StartError::Bind {
+    let (host, port) = address
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .ok_or_else(|| StartError::Other(format!("METRICS_ADDR {address:?} has no port")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let limits = tiny_http::Limits {
+        max_connections: METRICS_CONNECTIONS,
+        max_connections_per_client: METRICS_CONNECTIONS / 2,
+        ..api.clone()
+    };
+    bind(host, port, limits)
+}
+
+/// Binds `host:port` and starts tiny_http on it with `limits`.
+fn bind(
+    host: &str,
+    port: u16,
+    limits: tiny_http::Limits,
+) -> std::result::Result<(tiny_http::Server, SocketAddr), StartError> {
+    let address = format!("{host}:{port}");
+    let listener = listen(host, port).map_err(|source| StartError::Bind {
         address: address.clone(),
         source,
     })?;
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { address, source })?;
-    let limits = limits(config, database_connections);
     log::debug!("connection limits: {limits:?}");
     let http = tiny_http::Server::from_listener_with_limits(listener, None, limits)
         .map_err(|e| StartError::Other(format!("cannot start the HTTP server: {e}")))?;
@@ -326,6 +428,11 @@ impl Server {
         self.addr
     }
 
+    /// The address `METRICS_ADDR` is served on (with the real port when 0 was configured).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// Stops accepting connections, answers every request already received (those waiting for
     /// a hash included), then returns.
     pub fn shutdown(mut self) {
@@ -335,6 +442,9 @@ impl Server {
     fn stop(&mut self) {
         let http = &self.shared.http;
         http.stop_accepting();
+        if let Some(metrics_http) = &self.shared.metrics_http {
+            metrics_http.stop_accepting();
+        }
         // Requests already arriving (a body has until BODY_TIMEOUT), being handled or hashed.
         wait_until(|| http.requests_in_progress() == 0, SHUTDOWN_GRACE);
         // Nothing more can be queued now: the hashers finish the queue and end.
@@ -385,23 +495,28 @@ enum Then {
 /// Routes one request and answers it, or says what is left to do. A CORS preflight is answered
 /// before routing; every answer gets the CORS headers the request's origin allows.
 fn handle(shared: &Shared, mut request: tiny_http::Request) -> Then {
-    let log = AccessLog {
+    let mut log = AccessLog {
         method: request.method().as_str().to_owned(),
         path: http::path_of(&request).to_owned(),
+        route: metrics::UNMATCHED,
         started: Instant::now(),
         client: client_of(&request, &shared.trusted_proxies),
     };
     let cors = Cors::for_request(&shared.cors, &request, &log.method, &log.path);
     let reply = match cors.preflight() {
         Some(preflight) => Ok(Reply::Now(preflight)),
-        None => dispatch(&shared.state, &mut request, &log),
+        None if shared.metrics_here && log.path == METRICS_PATH => {
+            log.route = METRICS_PATH;
+            Ok(Reply::Now(metrics_answer(shared, &log.method)))
+        }
+        None => dispatch(&shared.state, &mut request, &mut log),
     };
     match reply {
-        Ok(Reply::Now(response)) => respond(request, cors.apply(response), &log),
+        Ok(Reply::Now(response)) => respond(shared, request, cors.apply(response), &log),
         Err(err @ ApiError::TooManyRequests { .. }) => {
             return Then::Throttled(cors.apply(err.into_response()), request, log)
         }
-        Err(err) => respond(request, cors.apply(err.into_response()), &log),
+        Err(err) => respond(shared, request, cors.apply(err.into_response()), &log),
         Ok(Reply::Deferred(work)) => return Then::Hash(work, request, log, cors),
     }
     Then::Done
@@ -425,8 +540,13 @@ fn client_of(request: &tiny_http::Request, proxies: &TrustedProxies) -> IpAddr {
 }
 
 /// Finds the handler, reads the body it needs, and runs it, turning a panic into a 500.
-fn dispatch(state: &AppState, request: &mut tiny_http::Request, log: &AccessLog) -> Result<Reply> {
+fn dispatch(
+    state: &AppState,
+    request: &mut tiny_http::Request,
+    log: &mut AccessLog,
+) -> Result<Reply> {
     let matched = routes::find(&log.method, &log.path)?;
+    log.route = matched.route.path;
     let body = if matched.route.method.takes_body() {
         request.take_body()
     } else {
@@ -448,19 +568,28 @@ fn run_handler(
 }
 
 /// Hands the response to the request's connection, which writes it (closing the connection
-/// after it when the client asked or the server is stopping), and writes the access-log line.
-fn respond(request: tiny_http::Request, response: ApiResponse, log: &AccessLog) {
+/// after it when the client asked or the server is stopping), counts it, and writes the
+/// access-log line (whose fields `LOG_FORMAT=json` writes out one by one).
+fn respond(shared: &Shared, request: tiny_http::Request, response: ApiResponse, log: &AccessLog) {
     let status = response.status;
+    let took = log.started.elapsed();
     if let Err(err) = request.respond(response.into_tiny()) {
         log::debug!("could not write the response: {err}");
     }
+    shared.metrics.record(log.route, &log.method, status, took);
+    let duration_ms = took.as_secs_f64() * 1000.0;
     log::info!(
         target: "access",
+        method = log.method.as_str(),
+        path = log.path.as_str(),
+        status,
+        duration_ms,
+        client:% = log.client;
         "{} {} {} {:.1}ms",
         log.method,
         log.path,
         status,
-        log.started.elapsed().as_secs_f64() * 1000.0
+        duration_ms
     );
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, SecondsFormat};
 
 use crate::config::DatabaseConfig;
+use crate::metrics::{PoolGauges, PoolStats};
 
 /// A failure of a database call, sorted by what the client should be told.
 #[derive(Debug)]
@@ -216,6 +217,9 @@ pub trait Store: Send + Sync {
     /// Checks that the database answers a query that reads the users table.
     fn ping(&self) -> Result<(), DbError>;
 
+    /// The connection pool at this moment: open, idle and at most (for `/metrics`).
+    fn pool_gauges(&self) -> PoolGauges;
+
     /// Finds the user whose email is `email` under [`crate::fields::email_key`] (NFKC and
     /// full case folding): the holder of its key, or else (a row the FastAPI service wrote
     /// after this instance started, which has no key yet) the lowest id whose email is equal
@@ -379,17 +383,24 @@ pub(crate) fn spent_budget(
 
 /// The pooled user store, on whichever backend `DATABASE_URL` chose. Cloning shares the pool.
 #[derive(Clone)]
-pub struct Db(Arc<dyn Store>);
+pub struct Db {
+    store: Arc<dyn Store>,
+    stats: Arc<PoolStats>,
+}
 
 impl Db {
     /// Connects to the configured database and applies its schema (creating what is missing,
     /// touching nothing that exists).
     pub fn open(database: &DatabaseConfig, pool: PoolOptions) -> Result<Db, DbError> {
-        Ok(match database {
-            DatabaseConfig::Sqlite { path } => Db(Arc::new(sqlite::SqliteDb::open(path, pool)?)),
+        let stats = Arc::new(PoolStats::default());
+        let events = PoolEvents(stats.clone());
+        let store: Arc<dyn Store> = match database {
+            DatabaseConfig::Sqlite { path } => {
+                Arc::new(sqlite::SqliteDb::open(path, pool, events)?)
+            }
             #[cfg(feature = "postgres")]
             DatabaseConfig::Postgres { url } => {
-                Db(Arc::new(postgres::PostgresDb::open(url, pool)?))
+                Arc::new(postgres::PostgresDb::open(url, pool, events)?)
             }
             // The configuration refuses PostgreSQL URLs in a build without it; this is for a
             // `DatabaseConfig` made some other way.
@@ -399,7 +410,13 @@ impl Db {
                     "this build has no PostgreSQL support (the `postgres` feature)".to_owned(),
                 ))
             }
-        })
+        };
+        Ok(Db { store, stats })
+    }
+
+    /// The pool's waits and time-outs since it opened, for `/metrics`.
+    pub fn pool_stats(&self) -> &PoolStats {
+        &self.stats
     }
 }
 
@@ -407,7 +424,23 @@ impl std::ops::Deref for Db {
     type Target = dyn Store;
 
     fn deref(&self) -> &(dyn Store + 'static) {
-        &*self.0
+        &*self.store
+    }
+}
+
+/// What r2d2 tells about checkouts, counted into the pool's [`PoolStats`].
+#[derive(Debug, Default)]
+pub(crate) struct PoolEvents(Arc<PoolStats>);
+
+impl r2d2::HandleEvent for PoolEvents {
+    fn handle_checkout(&self, event: r2d2::event::CheckoutEvent) {
+        self.0.waits.observe(event.duration());
+    }
+
+    fn handle_timeout(&self, _event: r2d2::event::TimeoutEvent) {
+        self.0
+            .timeouts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -16,11 +16,12 @@ use r2d2_postgres::PostgresConnectionManager;
 use super::spent_budget;
 use super::{
     to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewSession, NewUserRow,
-    PoolOptions, Rotated, Rotation, SessionRow, Store, UserChanges, UserRow, KNOWN_CLIENT_MS,
-    PRUNE_EVERY,
+    PoolEvents, PoolOptions, Rotated, Rotation, SessionRow, Store, UserChanges, UserRow,
+    KNOWN_CLIENT_MS, PRUNE_EVERY,
 };
 use crate::config::PostgresUrl;
 use crate::fields::email_key;
+use crate::metrics::PoolGauges;
 use crate::sessions::{
     Presented, StoredSecret, PRUNED_PER_LOGIN, REVOKED_KEPT_MS, REVOKED_KEPT_PER_USER,
     SESSIONS_PER_USER,
@@ -161,7 +162,11 @@ pub struct PostgresDb {
 impl PostgresDb {
     /// Connects (failing after `pool.connect_timeout` when the server does not answer), applies
     /// the schema and keeps up to `pool.max_connections` connections.
-    pub fn open(url: &PostgresUrl, pool: PoolOptions) -> Result<PostgresDb, DbError> {
+    pub fn open(
+        url: &PostgresUrl,
+        pool: PoolOptions,
+        events: PoolEvents,
+    ) -> Result<PostgresDb, DbError> {
         let mut config: postgres::Config = url
             .expose()
             .parse()
@@ -180,6 +185,7 @@ impl PostgresDb {
             .connection_timeout(pool.connect_timeout)
             .connection_customizer(Box::new(SessionSetup))
             .error_handler(Box::new(LogConnectError))
+            .event_handler(Box::new(events))
             .build(manager)
             .map_err(|e| DbError::Unavailable(format!("cannot connect to {url}: {e}")))?;
         let db = PostgresDb { pool };
@@ -202,6 +208,15 @@ impl Store for PostgresDb {
     fn ping(&self) -> Result<(), DbError> {
         self.conn()?.query_one("SELECT max(id) FROM users", &[])?;
         Ok(())
+    }
+
+    fn pool_gauges(&self) -> PoolGauges {
+        let state = self.pool.state();
+        PoolGauges {
+            open: state.connections,
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
     }
 
     /// Finds the user whose email is `email` under [`email_key`]: the key's holder, or else

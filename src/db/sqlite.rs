@@ -26,10 +26,11 @@ use rusqlite::{params, OpenFlags, OptionalExtension};
 use super::spent_budget;
 use super::{
     to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewSession, NewUserRow,
-    PoolOptions, Rotated, Rotation, SessionRow, Store, UserChanges, UserRow, KNOWN_CLIENT_MS,
-    PRUNE_EVERY,
+    PoolEvents, PoolOptions, Rotated, Rotation, SessionRow, Store, UserChanges, UserRow,
+    KNOWN_CLIENT_MS, PRUNE_EVERY,
 };
 use crate::fields::email_key;
+use crate::metrics::PoolGauges;
 use crate::sessions::{
     Presented, StoredSecret, PRUNED_PER_LOGIN, REVOKED_KEPT_MS, REVOKED_KEPT_PER_USER,
     SESSIONS_PER_USER,
@@ -141,7 +142,7 @@ pub struct SqliteDb {
 impl SqliteDb {
     /// Opens (creating if needed) the SQLite file at `path`, applies the schema and keeps up to
     /// `pool.max_connections` pooled connections.
-    pub fn open(path: &Path, pool: PoolOptions) -> Result<SqliteDb, DbError> {
+    pub fn open(path: &Path, pool: PoolOptions, events: PoolEvents) -> Result<SqliteDb, DbError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.is_dir() {
                 return Err(DbError::Other(format!(
@@ -182,6 +183,7 @@ impl SqliteDb {
             .max_size(pool.max_connections.max(1))
             .min_idle(Some(1))
             .connection_timeout(pool.connect_timeout)
+            .event_handler(Box::new(events))
             .build(manager)
             .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         let db = SqliteDb {
@@ -307,6 +309,15 @@ impl Store for SqliteDb {
         self.conn()?
             .query_row("SELECT max(id) FROM users", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    fn pool_gauges(&self) -> PoolGauges {
+        let state = self.pool.state();
+        PoolGauges {
+            open: state.connections,
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
     }
 
     /// Finds the user whose email is `email` under [`email_key`]: the key's holder, or else
@@ -1021,7 +1032,12 @@ mod tests {
             max_connections: 2,
             connect_timeout: std::time::Duration::from_secs(5),
         };
-        let db = super::SqliteDb::open(&dir.path().join("db.sqlite3"), pool).expect("open");
+        let db = super::SqliteDb::open(
+            &dir.path().join("db.sqlite3"),
+            pool,
+            super::PoolEvents::default(),
+        )
+        .expect("open");
         let user = db
             .insert_user(&NewUserRow {
                 name: "Ada",

@@ -166,6 +166,12 @@ impl<J: Queued> HashQueue<J> {
         }
     }
 
+    /// Jobs waiting, and threads working on one, at this moment (for `/metrics`).
+    pub fn load(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.jobs.len(), state.busy)
+    }
+
     /// Within how long of joining a job's client must be answered.
     pub fn timeout(&self) -> Duration {
         self.timeout

@@ -25,6 +25,8 @@ pub struct TestApp {
     pub db: TestDb,
     /// The `DATABASE_URL` the server was started with.
     pub database_url: String,
+    /// Where `METRICS_ADDR` is served, when the test set it.
+    pub metrics_addr: Option<SocketAddr>,
     agent: ureq::Agent,
     // Field order matters: the server must stop before its database is removed.
     server: Option<Server>,
@@ -104,6 +106,7 @@ fn start(
     let config = Config::from_lookup(|name| env.get(name).cloned()).expect("valid test config");
     let server = backnd_api::spawn(&config).expect("server starts");
     let addr = server.local_addr();
+    let metrics_addr = server.metrics_addr();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -114,6 +117,7 @@ fn start(
         base_url: format!("http://{addr}"),
         db,
         database_url,
+        metrics_addr,
         agent,
         server: Some(server),
         _fresh: fresh,

@@ -20,6 +20,7 @@ mod identity;
 mod instances;
 mod login;
 mod me;
+mod metrics;
 mod outage;
 mod register;
 mod rehash;

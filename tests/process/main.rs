@@ -9,6 +9,7 @@
 
 mod front_door;
 mod harness;
+mod observability;
 mod wire_fuzz;
 
 use std::io::{ErrorKind, Write};
