@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+pub mod cli;
 mod client;
 mod config;
 mod cors;
@@ -22,7 +23,9 @@ mod sessions;
 mod state;
 mod throttle;
 
-pub use config::{redact_url, ArgsError, Config, DatabaseConfig, VARIABLES};
+pub use config::{
+    redact_url, ArgsError, Config, DatabaseConfig, Invocation, ShownSetting, Source, VARIABLES,
+};
 pub use db::{Db, NewUserRow, PoolOptions};
 pub use routes::summary as route_summary;
 pub use security::{hash_password, verify_password, PasswordCheck, TokenKeys};
