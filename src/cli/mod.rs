@@ -159,11 +159,12 @@ fn backup(config: &Config, dest: &Path, force: bool) -> Result<(), Failure> {
         other => Failure::from(other),
     })?;
     println!(
-        "backed up {} to {}: {} bytes, {} users, integrity_check ok{}",
+        "backed up {} to {}: {} bytes, {} user{}, integrity_check ok{}",
         path.display(),
         dest.display(),
         report.bytes,
         report.users,
+        if report.users == 1 { "" } else { "s" },
         match report.restarts {
             0 => String::new(),
             n => format!(" ({n} restarts: the server wrote during the copy)"),

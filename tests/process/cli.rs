@@ -281,6 +281,58 @@ fn a_user_created_with_the_password_on_stdin_logs_in_through_the_api() {
     );
 }
 
+/// Runs `user create` on a terminal (util-linux `script` gives it a pseudo-terminal), typing
+/// `first` and then `second` once each prompt has had time to turn echo off; what the terminal
+/// showed, and the exit code.
+fn create_on_a_terminal(work: &Workdir, first: &str, second: &str) -> (String, Option<i32>) {
+    let command = format!(
+        "DATABASE_URL={} BCRYPT_COST=4 {BIN} user create --email tty@example.com --name T \
+         --phone 12345",
+        work.url()
+    );
+    let typing = format!("sleep 2; printf '%s\\n' '{first}'; sleep 1; printf '%s\\n' '{second}'");
+    let output = Command::new("bash")
+        .current_dir(work.path())
+        .args([
+            "-c",
+            &format!("({typing}) | script -qec \"$0\" /dev/null"),
+            &command,
+        ])
+        .output()
+        .expect("run script(1): util-linux is needed for the terminal tests");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        output.status.code(),
+    )
+}
+
+#[test]
+fn on_a_terminal_the_password_is_asked_twice_without_echo() {
+    let work = Workdir::new();
+    let (shown, code) = create_on_a_terminal(&work, "typed-password-1", "typed-password-2");
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(
+        shown.contains("Password: ") && shown.contains("Password again: "),
+        "{shown}"
+    );
+    assert!(shown.contains("the two passwords differ"), "{shown}");
+    let (shown, code) = create_on_a_terminal(&work, "typed-password-1", "typed-password-1");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains("created user 1 (tty@example.com)"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("typed-password"),
+        "the password was echoed: {shown}"
+    );
+    let server = serve(&work.url());
+    assert_eq!(
+        login(server.addr, "tty@example.com", "typed-password-1").0,
+        200
+    );
+}
+
 #[test]
 fn user_create_refuses_invalid_fields_and_short_passwords_with_exit_2() {
     let work = Workdir::new();
