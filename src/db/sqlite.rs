@@ -1101,6 +1101,15 @@ pub fn backup(source: &Path, dest: &Path, overwrite: bool) -> Result<BackupRepor
             source.display()
         )));
     }
+    // Renaming a copy over the live file would cut the server off from it (see FileWatch).
+    if let (Ok(a), Ok(b)) = (source.canonicalize(), dest.canonicalize()) {
+        if a == b {
+            return Err(DbError::Other(format!(
+                "{} is the database itself; give another path",
+                dest.display()
+            )));
+        }
+    }
     if dest.exists() && !overwrite {
         return Err(DbError::Other(format!(
             "{} exists already (use --force to replace it)",

@@ -482,6 +482,22 @@ fn user_list_and_show_print_users_as_tables_and_json_without_hashes() {
 #[test]
 fn unknown_users_and_a_missing_database_are_failures_with_exit_1() {
     let work = Workdir::new();
+    let scheme = work.run(
+        &["user", "list"],
+        &[("DATABASE_URL", "mysql://app:hunter2secret@db/app")],
+        None,
+    );
+    assert_eq!(scheme.code, Some(2), "{}", scheme.stderr);
+    assert!(
+        scheme.stderr.contains("invalid DATABASE_URL"),
+        "{}",
+        scheme.stderr
+    );
+    assert!(
+        !scheme.stderr.contains("hunter2secret"),
+        "{}",
+        scheme.stderr
+    );
     let missing = work.run(&["user", "list"], &[], None);
     assert_eq!(missing.code, Some(1), "{}", missing.stderr);
     assert!(
@@ -739,6 +755,13 @@ fn backup_refuses_an_existing_file_unless_forced_and_leaves_nothing_when_it_fail
 
     // A directory in the way: the copy is written, then cannot be renamed over it.
     std::fs::create_dir(work.path().join("in-the-way")).expect("dir");
+    let itself = work.run(&["backup", "./db.sqlite3", "--force"], &[], None);
+    assert_eq!(itself.code, Some(1), "{}", itself.stderr);
+    assert!(
+        itself.stderr.contains("is the database itself"),
+        "{}",
+        itself.stderr
+    );
     let blocked = work.run(&["backup", "in-the-way", "--force"], &[], None);
     assert_eq!(blocked.code, Some(1), "{}", blocked.stderr);
     for (what, dest) in [
@@ -1289,6 +1312,13 @@ mod postgres_side {
         // The fixture's microsecond timestamp survives to the digit.
         let zoe = back.run(&["user", "show", "4", "--json"], &[], None).json();
         assert_eq!(zoe["updated_at"], "2026-11-26T05:06:21.980171Z");
+        // Back on SQLite, the FastAPI-era password and ours still log in.
+        let server = serve(&back.url());
+        assert_eq!(login(server.addr, ANN.0, ANN.1).0, 200);
+        assert_eq!(
+            login(server.addr, "new@example.com", "new-user-password").0,
+            200
+        );
     }
 
     #[test]
