@@ -38,21 +38,33 @@ pub struct UserRecord {
     pub updated_at: String,
 }
 
-/// A session row as stored (times in Unix milliseconds, secrets as their SHA-256 hashes).
+/// A session row as stored (times in Unix milliseconds, secrets as their SHA-256 hashes; the
+/// columns of `sessions` in schema.sql).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(missing_docs)] // the columns of `sessions`, documented in schema.sql
 pub struct SessionRecord {
+    /// The public id (`sid`).
     pub id: String,
+    /// Whose session it is.
     pub user_id: i64,
+    /// SHA-256 of the refresh token's family part.
     pub family_hash: String,
+    /// SHA-256 of the current secret.
     pub token_hash: String,
+    /// SHA-256 of the secret the last refresh spent.
     pub previous_hash: Option<String>,
+    /// When the last refresh happened.
     pub rotated_at: Option<i64>,
+    /// When the login that opened it happened.
     pub created_at: i64,
+    /// When it was last opened or refreshed.
     pub last_used_at: i64,
+    /// When it ends unless refreshed.
     pub expires_at: i64,
+    /// The `User-Agent` of its last login or refresh.
     pub user_agent: Option<String>,
+    /// The address of its last login or refresh.
     pub client: String,
+    /// When it was ended, if it was.
     pub revoked_at: Option<i64>,
 }
 
@@ -83,11 +95,14 @@ impl Snapshot {
 
 /// Rows of each copied table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[allow(missing_docs)] // one per table
 pub struct RowCounts {
+    /// Rows of `users`.
     pub users: u64,
+    /// Rows of `email_keys`.
     pub email_keys: u64,
+    /// Rows of `sessions`.
     pub sessions: u64,
+    /// Rows of `token_cutoffs`.
     pub token_cutoffs: u64,
 }
 
