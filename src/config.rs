@@ -2398,6 +2398,67 @@ mod tests {
     }
 
     #[test]
+    fn setting_flags_are_read_before_and_after_a_subcommand() {
+        let (_dir, path) = dotenv_file(b"PORT=9001\n");
+        for args in [
+            &["backnd-api", "--port", "9100", "check-config"][..],
+            &["backnd-api", "check-config", "--port", "9100"],
+        ] {
+            let invocation = Config::from_sources(args.iter().copied(), "", no_process_vars, &path)
+                .unwrap_or_else(|err| panic!("{args:?}: {err:?}"));
+            assert!(
+                matches!(invocation.command, Some(crate::cli::Command::CheckConfig)),
+                "{args:?}"
+            );
+            assert_eq!(invocation.config.port, 9100, "{args:?}");
+        }
+        let serve = Config::from_sources(["backnd-api"], "", no_process_vars, &path).unwrap();
+        assert!(serve.command.is_none());
+        assert_eq!(serve.config.port, 9001);
+    }
+
+    #[test]
+    fn each_setting_is_shown_with_its_source_and_secrets_masked() {
+        let (_dir, path) =
+            dotenv_file(b"PORT=9001\nDATABASE_URL=postgresql://app:hunter2@db/app\n");
+        let process = |name: &'static str| {
+            Ok(match name {
+                "JWT_SECRET" => Some(SECRET_32.to_owned()),
+                "HOST" => Some("0.0.0.0".to_owned()),
+                _ => None,
+            })
+        };
+        let args = ["backnd-api", "--workers", "3"];
+        let shown = match Config::from_sources(args, "", process, &path) {
+            Ok(invocation) => invocation.settings,
+            // The edge build refuses the PostgreSQL URL; the rest is the same on both.
+            Err(ArgsError::Config(err)) if !cfg!(feature = "postgres") => {
+                assert_eq!(err.variable, "DATABASE_URL");
+                return;
+            }
+            Err(err) => panic!("{err:?}"),
+        };
+        assert_eq!(shown.len(), VARIABLES.len());
+        let of = |variable: &str| {
+            let setting = shown.iter().find(|s| s.variable == variable).unwrap();
+            (setting.value.as_str(), setting.source)
+        };
+        assert_eq!(of("JWT_SECRET"), ("<set, 32 bytes>", Source::Environment));
+        assert_eq!(of("HOST"), ("0.0.0.0", Source::Environment));
+        assert_eq!(of("PORT"), ("9001", Source::DotEnv));
+        assert_eq!(of("WORKERS"), ("3", Source::Flag));
+        assert_eq!(of("BCRYPT_COST"), ("12", Source::Default));
+        assert_eq!(of("MAX_CONNECTIONS"), ("<unset>", Source::Default));
+        assert_eq!(
+            of("DATABASE_URL"),
+            ("postgresql://app:***@db/app", Source::DotEnv)
+        );
+        for setting in &shown {
+            assert!(!setting.value.contains("hunter2") && !setting.value.contains(SECRET_32));
+        }
+    }
+
+    #[test]
     fn a_value_a_flag_overrides_is_never_checked() {
         let config = from_args(&["--port", "9100"], b"PORT=not-a-port\n").unwrap();
         assert_eq!(config.port, 9100);
