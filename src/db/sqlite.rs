@@ -1080,11 +1080,11 @@ pub struct BackupReport {
 /// Pages copied per step of the online backup (4 MiB of 4 KiB pages): each step holds a read
 /// lock on the source only while it copies them.
 const BACKUP_PAGES_PER_STEP: std::os::raw::c_int = 1024;
-/// The pause between steps, which lets the server's writers in.
+/// The pause between steps, which lets other writers in.
 const BACKUP_PAUSE: Duration = Duration::from_millis(5);
-/// Restarts after which the copy is taken in one step: a server writing faster than the steps
-/// can keep up would otherwise restart it forever. In WAL mode that one step still blocks no
-/// writer (readers never do); it only holds back checkpoints while it runs.
+/// Restarts after which the copy is taken in one step: in a rollback-journal database written
+/// to meanwhile (a WAL one never restarts, see `backup_into`), writes faster than the steps
+/// would otherwise restart it forever.
 const BACKUP_MAX_RESTARTS: u32 = 8;
 
 /// Copies the SQLite database at `source` to `dest` with SQLite's online backup API, while
@@ -1167,6 +1167,16 @@ fn backup_into(source: &Path, temporary: &Path) -> Result<BackupReport, DbError>
     .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", source.display())))?;
     src.busy_timeout(BUSY_TIMEOUT)?;
     let mut dst = rusqlite::Connection::open(temporary).map_err(cannot_write)?;
+    // In WAL mode (which the server sets), one read transaction held across every step pins
+    // one snapshot, which each step copies from while the server's writes go on into the log:
+    // the copy is one moment and never starts over, and no writer waits (a reader only holds
+    // back checkpoints). In a rollback-journal database a held read lock would block writers
+    // for the whole copy, so there each step reads on its own and a write restarts the copy.
+    let journal: String = src.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+    let pinned = journal.eq_ignore_ascii_case("wal");
+    if pinned {
+        src.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")?;
+    }
     let mut restarts = 0;
     {
         let backup = Backup::new(&src, &mut dst).map_err(cannot_write)?;
@@ -1188,6 +1198,9 @@ fn backup_into(source: &Path, temporary: &Path) -> Result<BackupReport, DbError>
             remaining = progress.remaining;
             std::thread::sleep(BACKUP_PAUSE);
         }
+    }
+    if pinned {
+        src.execute_batch("COMMIT")?;
     }
     dst.pragma_update(None, "journal_mode", "DELETE")
         .map_err(cannot_write)?;

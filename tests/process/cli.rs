@@ -671,6 +671,8 @@ fn a_backup_taken_while_the_server_registers_users_is_whole_and_consistent() {
     stop.store(true, Ordering::SeqCst);
     writer.join().expect("the writer");
     assert_eq!(backup.code, Some(0), "{}", backup.stderr);
+    // One pinned snapshot: the server's writes between the steps never restart the copy.
+    assert!(!backup.stdout.contains("restarts"), "{}", backup.stdout);
     assert!(
         backup.stdout.contains("integrity_check ok"),
         "{}",
@@ -784,6 +786,29 @@ fn backup_refuses_an_existing_file_unless_forced_and_leaves_nothing_when_it_fail
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
     assert!(ran.stderr.contains("does not exist"), "{}", ran.stderr);
     assert!(!missing.db().exists() && !missing.path().join("copy.sqlite3").exists());
+}
+
+#[test]
+fn backup_copies_a_fastapi_database_still_in_its_rollback_journal() {
+    let work = Workdir::new();
+    std::fs::copy(crate::FASTAPI_FIXTURE, work.db()).expect("copy the fixture");
+    let ran = work.run(&["backup", "copy.sqlite3"], &[], None);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains(", 4 users, integrity_check ok"),
+        "{}",
+        ran.stdout
+    );
+    let copy = work.path().join("copy.sqlite3");
+    assert_eq!(sqlite_count(&copy, "SELECT count(*) FROM users"), 4);
+    let conn = rusqlite::Connection::open(work.db()).expect("open");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("mode");
+    assert_eq!(
+        mode, "delete",
+        "the backup leaves the source's journal mode alone"
+    );
 }
 
 #[test]
