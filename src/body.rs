@@ -244,6 +244,11 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// What is wrong, in pydantic's words (as the 422's `msg`).
+    pub fn message(&self) -> &str {
+        &self.msg
+    }
+
     /// A problem of pydantic's error type `kind`.
     pub fn new(msg: impl Into<String>, kind: &'static str) -> Problem {
         Problem {

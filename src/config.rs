@@ -162,6 +162,55 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where a setting's value came from, as `check-config` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A flag on the command line.
+    Flag,
+    /// The process environment.
+    Environment,
+    /// The `.env` file in the working directory.
+    DotEnv,
+    /// Nothing gave it: the declared default (or none).
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Flag => "flag",
+            Source::Environment => "environment",
+            Source::DotEnv => ".env",
+            Source::Default => "default",
+        })
+    }
+}
+
+/// One setting as it was configured, for `check-config`: its value as given (secrets masked:
+/// `JWT_SECRET` only says whether it is set and how long it is, a database password is
+/// replaced by `***`) and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownSetting {
+    /// The variable, as in [`VARIABLES`].
+    pub variable: &'static str,
+    /// The value, safe to print.
+    pub value: String,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// What the command line asks for: a subcommand (none means serve), the configuration it runs
+/// under, and every setting as configured (for `check-config`).
+#[derive(Debug)]
+pub struct Invocation {
+    /// The settings, checked.
+    pub config: Config,
+    /// The subcommand given, if any; none means serve.
+    pub command: Option<crate::cli::Command>,
+    /// Every setting with its (masked) value and source, in [`VARIABLES`] order.
+    pub settings: Vec<ShownSetting>,
+}
+
 /// A configuration value that stops start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -488,6 +537,10 @@ struct Settings {
     /// the access log's fields)
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = setting(log_format))]
     log_format: LogFormat,
+
+    /// The administration subcommands (src/cli.rs); none means serve.
+    #[command(subcommand)]
+    command: Option<crate::cli::Command>,
 }
 
 impl Config {
@@ -497,8 +550,14 @@ impl Config {
     /// Settings that have no flag, because a command line is visible to every user, are
     /// listed after the options with their variable only.
     pub(crate) fn command(after_help: &str) -> clap::Command {
-        // An environment value shown in `--help` could be a secret.
-        let command = Settings::command().mut_args(|arg| arg.hide_env_values(true));
+        // An environment value shown in `--help` could be a secret. Global: a setting's flag
+        // may come before or after a subcommand (`backnd-api user list --database-url …`).
+        // Under a heading of their own, so a subcommand's own options stand apart in its help.
+        let command = Settings::command().mut_args(|arg| {
+            arg.hide_env_values(true)
+                .global(true)
+                .help_heading("Settings (each also a variable)")
+        });
         let mut footer = String::from(
             "Only from the environment or .env, never a flag (a command line is visible to \
              every user):\n",
@@ -525,6 +584,17 @@ impl Config {
         T: Into<OsString> + Clone,
     {
         Config::from_sources(args, after_help, process_var, Path::new(".env"))
+            .map(|invocation| invocation.config)
+    }
+
+    /// Reads the command line as [`Config::from_args_and_env`] does, and also returns the
+    /// subcommand it names (none: serve) and every setting with its source, for `main`.
+    pub fn load<I, T>(args: I, after_help: &str) -> Result<Invocation, ArgsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Config::from_sources(args, after_help, process_var, Path::new(".env"))
     }
 
     /// Builds the configuration from `lookup(name)` alone, applying defaults and validating
@@ -535,7 +605,10 @@ impl Config {
     /// and marked `ephemeral`, so tokens die with the process; the caller should log a warning
     /// about that.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        Config::resolve(None, lookup)
+        Config::resolve(None, |name| {
+            lookup(name).map(|value| (value, Source::Environment))
+        })
+        .map(|(config, _)| config)
     }
 
     fn from_sources<I, T>(
@@ -543,7 +616,7 @@ impl Config {
         after_help: &str,
         process: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
         dotenv_path: &Path,
-    ) -> Result<Config, ArgsError>
+    ) -> Result<Invocation, ArgsError>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
@@ -557,9 +630,22 @@ impl Config {
             .mut_args(|arg| arg.value_parser(ValueParser::os_string()))
             .try_get_matches_from(args)
             .map_err(ArgsError::CommandLine)?;
+        let command = match command_line.subcommand() {
+            Some(_) => Some(
+                crate::cli::Command::from_arg_matches(&command_line)
+                    .map_err(ArgsError::CommandLine)?,
+            ),
+            None => None,
+        };
         let merged = merge_env(process, dotenv_path)?;
-        Config::resolve(Some(&command_line), |name| merged.get(name).cloned())
-            .map_err(ArgsError::Config)
+        let (config, settings) =
+            Config::resolve(Some(&command_line), |name| merged.get(name).cloned())
+                .map_err(ArgsError::Config)?;
+        Ok(Invocation {
+            config,
+            command,
+            settings,
+        })
     }
 
     /// Checks every setting, taking each from `command_line` when a flag gave it, else from
@@ -569,10 +655,11 @@ impl Config {
     /// so each is checked by its declared parser and the first bad one stops the parse.
     fn resolve(
         command_line: Option<&ArgMatches>,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+        lookup: impl Fn(&str) -> Option<(String, Source)>,
+    ) -> Result<(Config, Vec<ShownSetting>), ConfigError> {
         let command = Settings::command().mut_args(|arg| arg.env(None));
         let mut args = vec![OsString::from("backnd-api")];
+        let mut shown = Vec::new();
         for arg in command.get_arguments() {
             let variable = variable_of(arg);
             let id = arg.get_id().as_str();
@@ -589,18 +676,34 @@ impl Config {
                             .to_owned(),
                     })
                 }
-                Some(value) => value
-                    .to_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| ConfigError {
-                        variable,
-                        message: "the value on the command line is not valid UTF-8".to_owned(),
-                    })?,
+                Some(value) => (
+                    value
+                        .to_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| ConfigError {
+                            variable,
+                            message: "the value on the command line is not valid UTF-8".to_owned(),
+                        })?,
+                    Source::Flag,
+                ),
                 None => match lookup(variable) {
-                    Some(value) if !value.trim().is_empty() => value.trim().to_owned(),
-                    _ => continue,
+                    Some((value, source)) if !value.trim().is_empty() => {
+                        (value.trim().to_owned(), source)
+                    }
+                    _ => {
+                        let default: Vec<String> = arg
+                            .get_default_values()
+                            .iter()
+                            .map(|value| value.to_string_lossy().into_owned())
+                            .collect();
+                        let value = (!default.is_empty()).then(|| default.join(","));
+                        shown.push(shown_setting(variable, value.as_deref(), Source::Default));
+                        continue;
+                    }
                 },
             };
+            let (value, source) = value;
+            shown.push(shown_setting(variable, Some(&value), source));
             // `--name=value` takes the value whole, even when it starts with a dash.
             let mut flag = OsString::from("--");
             flag.push(arg.get_long().unwrap_or(id));
@@ -612,7 +715,7 @@ impl Config {
             .try_get_matches_from(args)
             .and_then(|matches| Settings::from_arg_matches(&matches))
             .map_err(refusal_of)?;
-        Config::from_settings(settings)
+        Ok((Config::from_settings(settings)?, shown))
     }
 
     fn from_settings(settings: Settings) -> Result<Config, ConfigError> {
@@ -662,6 +765,23 @@ impl Config {
             metrics_addr: settings.metrics_addr,
             log_format: settings.log_format,
         })
+    }
+}
+
+/// A setting's value as `check-config` prints it: the JWT secret only as whether it is set
+/// and its length, a database URL without its password, anything unset as `<unset>`.
+fn shown_setting(variable: &'static str, value: Option<&str>, source: Source) -> ShownSetting {
+    let value = match (variable, value) {
+        ("JWT_SECRET", Some(secret)) => format!("<set, {} bytes>", secret.len()),
+        ("JWT_SECRET", None) => "<unset: a random one per process>".to_owned(),
+        ("DATABASE_URL", Some(url)) => redact_url(url),
+        (_, Some(value)) => value.to_owned(),
+        (_, None) => "<unset>".to_owned(),
+    };
+    ShownSetting {
+        variable,
+        value,
+        source,
     }
 }
 
@@ -852,13 +972,14 @@ fn port(value: &str) -> Result<u16, String> {
 fn merge_env(
     process: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
     path: &Path,
-) -> Result<HashMap<&'static str, String>, ConfigError> {
+) -> Result<HashMap<&'static str, (String, Source)>, ConfigError> {
     let file = read_dotenv(path)?;
     let mut merged = HashMap::new();
     for name in VARIABLES {
         let value = process(name)?
             .filter(|value| !value.trim().is_empty())
-            .or_else(|| file.get(name).cloned());
+            .map(|value| (value, Source::Environment))
+            .or_else(|| file.get(name).map(|value| (value.clone(), Source::DotEnv)));
         if let Some(value) = value {
             merged.insert(name, value);
         }
@@ -2129,7 +2250,7 @@ mod tests {
         path: &Path,
     ) -> Result<Config, ConfigError> {
         let merged = merge_env(process, path)?;
-        Config::from_lookup(|name| merged.get(name).cloned())
+        Config::from_lookup(|name| merged.get(name).map(|(value, _)| value.clone()))
     }
 
     #[test]
@@ -2305,7 +2426,7 @@ mod tests {
     fn from_args(args: &[&str], dotenv: &[u8]) -> Result<Config, ArgsError> {
         let (_dir, path) = dotenv_file(dotenv);
         let args = std::iter::once("backnd-api").chain(args.iter().copied());
-        Config::from_sources(args, "", no_process_vars, &path)
+        Config::from_sources(args, "", no_process_vars, &path).map(|invocation| invocation.config)
     }
 
     fn args_refusal(args: &[&str], dotenv: &[u8]) -> ConfigError {
@@ -2339,6 +2460,67 @@ mod tests {
         assert_eq!(config.host, "0.0.0.0");
         assert_eq!(config.hash_queue_timeout, Duration::from_secs(3));
         assert_eq!(config.workers, 3);
+    }
+
+    #[test]
+    fn setting_flags_are_read_before_and_after_a_subcommand() {
+        let (_dir, path) = dotenv_file(b"PORT=9001\n");
+        for args in [
+            &["backnd-api", "--port", "9100", "check-config"][..],
+            &["backnd-api", "check-config", "--port", "9100"],
+        ] {
+            let invocation = Config::from_sources(args.iter().copied(), "", no_process_vars, &path)
+                .unwrap_or_else(|err| panic!("{args:?}: {err:?}"));
+            assert!(
+                matches!(invocation.command, Some(crate::cli::Command::CheckConfig)),
+                "{args:?}"
+            );
+            assert_eq!(invocation.config.port, 9100, "{args:?}");
+        }
+        let serve = Config::from_sources(["backnd-api"], "", no_process_vars, &path).unwrap();
+        assert!(serve.command.is_none());
+        assert_eq!(serve.config.port, 9001);
+    }
+
+    #[test]
+    fn each_setting_is_shown_with_its_source_and_secrets_masked() {
+        let (_dir, path) =
+            dotenv_file(b"PORT=9001\nDATABASE_URL=postgresql://app:hunter2@db/app\n");
+        let process = |name: &'static str| {
+            Ok(match name {
+                "JWT_SECRET" => Some(SECRET_32.to_owned()),
+                "HOST" => Some("0.0.0.0".to_owned()),
+                _ => None,
+            })
+        };
+        let args = ["backnd-api", "--workers", "3"];
+        let shown = match Config::from_sources(args, "", process, &path) {
+            Ok(invocation) => invocation.settings,
+            // The edge build refuses the PostgreSQL URL; the rest is the same on both.
+            Err(ArgsError::Config(err)) if !cfg!(feature = "postgres") => {
+                assert_eq!(err.variable, "DATABASE_URL");
+                return;
+            }
+            Err(err) => panic!("{err:?}"),
+        };
+        assert_eq!(shown.len(), VARIABLES.len());
+        let of = |variable: &str| {
+            let setting = shown.iter().find(|s| s.variable == variable).unwrap();
+            (setting.value.as_str(), setting.source)
+        };
+        assert_eq!(of("JWT_SECRET"), ("<set, 32 bytes>", Source::Environment));
+        assert_eq!(of("HOST"), ("0.0.0.0", Source::Environment));
+        assert_eq!(of("PORT"), ("9001", Source::DotEnv));
+        assert_eq!(of("WORKERS"), ("3", Source::Flag));
+        assert_eq!(of("BCRYPT_COST"), ("12", Source::Default));
+        assert_eq!(of("MAX_CONNECTIONS"), ("<unset>", Source::Default));
+        assert_eq!(
+            of("DATABASE_URL"),
+            ("postgresql://app:***@db/app", Source::DotEnv)
+        );
+        for setting in &shown {
+            assert!(!setting.value.contains("hunter2") && !setting.value.contains(SECRET_32));
+        }
     }
 
     #[test]
@@ -2386,7 +2568,7 @@ mod tests {
                 0,
             ),
             (&["--bogus"][..], clap::error::ErrorKind::UnknownArgument, 2),
-            (&["stray"][..], clap::error::ErrorKind::UnknownArgument, 2),
+            (&["stray"][..], clap::error::ErrorKind::InvalidSubcommand, 2),
             (&["--port"][..], clap::error::ErrorKind::InvalidValue, 2),
         ] {
             let err = command_line_error(args);

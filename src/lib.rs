@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod body;
+pub mod cli;
 mod client;
 mod config;
 mod cors;
@@ -24,7 +25,9 @@ mod sessions;
 mod state;
 mod throttle;
 
-pub use config::{redact_url, ArgsError, Config, DatabaseConfig, VARIABLES};
+pub use config::{
+    redact_url, ArgsError, Config, DatabaseConfig, Invocation, ShownSetting, Source, VARIABLES,
+};
 pub use db::{Db, NewUserRow, PoolOptions};
 pub use logging::init as init_logging;
 pub use routes::summary as route_summary;

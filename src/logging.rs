@@ -13,11 +13,12 @@ use serde_json::{Map, Value};
 
 use crate::config::{Config, LogFormat};
 
-/// Installs the process's logger as the configuration says. Call it once, before anything
-/// logs; a second call (or a logger installed already) leaves the first in place.
-pub fn init(config: &Config) {
+/// Installs the process's logger as the configuration says, with `default_filter` when
+/// `RUST_LOG` is unset. Call it once, before anything logs; a second call (or a logger
+/// installed already) leaves the first in place.
+pub fn init(config: &Config, default_filter: &str) {
     let mut builder = env_logger::Builder::new();
-    builder.parse_filters(config.log_filter.as_deref().unwrap_or("info"));
+    builder.parse_filters(config.log_filter.as_deref().unwrap_or(default_filter));
     if config.log_format == LogFormat::Json {
         builder.format(|out, record| {
             let mut line = serde_json::to_vec(&json_line(record)).unwrap_or_default();

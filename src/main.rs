@@ -1,17 +1,23 @@
 //! The `backnd-api` binary: reads the configuration (flags, the environment, `.env`), starts
-//! logging, serves until SIGINT or SIGTERM, then shuts down gracefully and exits 0.
+//! logging, serves until SIGINT or SIGTERM, then shuts down gracefully and exits 0. A
+//! subcommand (`user`, `backup`, `migrate`, `healthcheck`, `check-config`) runs instead of
+//! serving, on the same configuration (see `backnd_api::cli`).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
-use backnd_api::ArgsError;
-use backnd_api::Config;
+use backnd_api::{ArgsError, Config, Invocation};
 
 fn main() -> ExitCode {
     // `--help` ends with what the service answers, from the route table.
     let routes = format!("Routes:\n{}", backnd_api::route_summary());
-    let config = match Config::from_args_and_env(std::env::args_os(), &routes) {
-        Ok(config) => config,
+    let routes = format!("{routes}\n{}", backnd_api::cli::EXIT_CODES_HELP);
+    let Invocation {
+        config,
+        command,
+        settings,
+    } = match Config::load(std::env::args_os(), &routes) {
+        Ok(invocation) => invocation,
         // --help and --version print to stdout and exit 0; a malformed command line exits 2.
         Err(ArgsError::CommandLine(err)) => err.exit(),
         Err(ArgsError::Config(err)) => {
@@ -19,7 +25,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    backnd_api::init_logging(&config);
+    if let Some(command) = command {
+        // Only warnings by default: the command's own output is what the operator reads.
+        backnd_api::init_logging(&config, "warn");
+        return backnd_api::cli::run(command, &config, &settings);
+    }
+    backnd_api::init_logging(&config, "info");
 
     // Each connection holds a descriptor, so the usual soft limit of 1024 caps concurrent
     // clients far below what the machine allows; MAX_CONNECTIONS is derived from the raised one.

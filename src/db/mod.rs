@@ -7,6 +7,7 @@
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
+pub mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,9 @@ use chrono::{NaiveDateTime, SecondsFormat};
 
 use crate::config::DatabaseConfig;
 use crate::metrics::{PoolGauges, PoolStats};
+use transfer::{ImportError, RowCounts, Snapshot};
+
+pub use sqlite::backup as backup_sqlite;
 
 /// A failure of a database call, sorted by what the client should be told.
 #[derive(Debug)]
@@ -356,6 +360,22 @@ pub trait Store: Send + Sync {
     /// the foreign keys), and the login counts and known addresses of `account` (their email's
     /// key). `false` when the user is gone already.
     fn delete_user(&self, id: i64, account: &str) -> Result<bool, DbError>;
+
+    /// Every user, by id (for `backnd-api user list`).
+    fn list_users(&self) -> Result<Vec<UserRow>, DbError>;
+
+    /// How many rows each table of account state holds (see [`transfer`]).
+    fn count_rows(&self) -> Result<RowCounts, DbError>;
+
+    /// Reads every row of account state in one read transaction, so that the rows agree with
+    /// each other (see [`transfer`]).
+    fn export(&self) -> Result<Snapshot, DbError>;
+
+    /// Writes `snapshot` in one transaction, keeping its ids, and moves an id sequence past
+    /// the highest id. Refuses with [`ImportError::NotEmpty`] a database holding rows unless
+    /// `into_non_empty`, and with [`ImportError::Conflict`] any user whose id or email identity
+    /// is here already; either way nothing is written.
+    fn import(&self, snapshot: &Snapshot, into_non_empty: bool) -> Result<(), ImportError>;
 }
 
 /// How long an address that logged in successfully stays known to its account (90 days).

@@ -14,6 +14,7 @@ use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::spent_budget;
+use super::transfer::{ImportError, RowCounts, SessionRecord, Snapshot, UserRecord};
 use super::{
     to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewSession, NewUserRow,
     PoolEvents, PoolOptions, Rotated, Rotation, SessionRow, Store, UserChanges, UserRow,
@@ -684,6 +685,233 @@ impl Store for PostgresDb {
         tx.commit()?;
         Ok(deleted == 1)
     }
+
+    fn list_users(&self) -> Result<Vec<UserRow>, DbError> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users ORDER BY id");
+        let rows = self.conn()?.query(sql, &[])?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    fn count_rows(&self) -> Result<RowCounts, DbError> {
+        count_rows(&mut *self.conn()?)
+    }
+
+    /// One `REPEATABLE READ` read-only transaction: every read sees the same snapshot.
+    fn export(&self) -> Result<Snapshot, DbError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let users = tx
+            .query(
+                "SELECT id::int8, name, phone, image_url, email, password_hash, \
+                 to_char(created_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
+                 to_char(updated_at::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
+                 FROM users ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(UserRecord {
+                    id: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    phone: row.try_get(2)?,
+                    image_url: row.try_get(3)?,
+                    email: row.try_get(4)?,
+                    password_hash: row.try_get(5)?,
+                    created_at: row.try_get(6)?,
+                    updated_at: row.try_get(7)?,
+                })
+            })
+            .collect::<Result<_, DbError>>()?;
+        let email_keys = tx
+            .query(
+                "SELECT key, user_id::int8 FROM email_keys ORDER BY user_id",
+                &[],
+            )?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, DbError>>()?;
+        let sessions = tx
+            .query(
+                "SELECT id, user_id::int8, family_hash, token_hash, previous_hash, rotated_at, \
+                 created_at, last_used_at, expires_at, user_agent, client, revoked_at \
+                 FROM sessions ORDER BY user_id, id",
+                &[],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(SessionRecord {
+                    id: row.try_get(0)?,
+                    user_id: row.try_get(1)?,
+                    family_hash: row.try_get(2)?,
+                    token_hash: row.try_get(3)?,
+                    previous_hash: row.try_get(4)?,
+                    rotated_at: row.try_get(5)?,
+                    created_at: row.try_get(6)?,
+                    last_used_at: row.try_get(7)?,
+                    expires_at: row.try_get(8)?,
+                    user_agent: row.try_get(9)?,
+                    client: row.try_get(10)?,
+                    revoked_at: row.try_get(11)?,
+                })
+            })
+            .collect::<Result<_, DbError>>()?;
+        let token_cutoffs = tx
+            .query(
+                "SELECT user_id::int8, revoked_before FROM token_cutoffs ORDER BY user_id",
+                &[],
+            )?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, DbError>>()?;
+        tx.commit()?;
+        Ok(Snapshot {
+            users,
+            email_keys,
+            sessions,
+            token_cutoffs,
+        })
+    }
+
+    /// One transaction, which also moves `users`' id sequence past the highest id, so the
+    /// next registration gets the next id rather than a conflict.
+    fn import(&self, snapshot: &Snapshot, into_non_empty: bool) -> Result<(), ImportError> {
+        let sql = |err: postgres::Error| ImportError::Db(DbError::from(err));
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(sql)?;
+        // Registrations on other instances wait until the copy is in; none can take an id
+        // or an email the copy is about to write.
+        tx.execute("LOCK TABLE users IN EXCLUSIVE MODE", &[])
+            .map_err(sql)?;
+        let before = count_rows(&mut tx)?;
+        if !before.is_empty() && !into_non_empty {
+            return Err(ImportError::NotEmpty(before));
+        }
+        // Checked against what the target held before, all before the first write: the
+        // source's own rows never conflict with each other here (a FastAPI database may
+        // hold two emails equal but for case, which its index allowed).
+        let users_to_check = if before.users == 0 {
+            &[][..]
+        } else {
+            &snapshot.users[..]
+        };
+        for user in users_to_check {
+            let row = tx
+                .query_one(
+                    concat!(
+                        "SELECT EXISTS(SELECT 1 FROM users WHERE id = $3::int8), (",
+                        holder_of_key!(),
+                        ")::int8"
+                    ),
+                    &[&email_key(&user.email), &user.email, &user.id],
+                )
+                .map_err(sql)?;
+            let (id_taken, holder): (bool, Option<i64>) =
+                (row.try_get(0).map_err(sql)?, row.try_get(1).map_err(sql)?);
+            if id_taken {
+                return Err(ImportError::Conflict(format!(
+                    "user id {} exists in the target already",
+                    user.id
+                )));
+            }
+            if let Some(holder) = holder {
+                return Err(ImportError::Conflict(format!(
+                    "user {}'s email is registered in the target already, as user {holder}",
+                    user.id
+                )));
+            }
+        }
+        for user in &snapshot.users {
+            // Timestamps are UTC text; the session's time zone is UTC, so a TIMESTAMPTZ
+            // column and SQLAlchemy's TIMESTAMP WITHOUT TIME ZONE both take the same instant.
+            tx.execute(
+                "INSERT INTO users (id, name, phone, image_url, email, password_hash, \
+                 created_at, updated_at) VALUES ($1::int8::int4, $2, $3, $4, $5, $6, \
+                 $7::text::timestamptz, $8::text::timestamptz)",
+                &[
+                    &user.id,
+                    &user.name,
+                    &user.phone,
+                    &user.image_url,
+                    &user.email,
+                    &user.password_hash,
+                    &user.created_at,
+                    &user.updated_at,
+                ],
+            )
+            .map_err(sql)?;
+        }
+        for (key, user_id) in &snapshot.email_keys {
+            tx.execute(
+                "INSERT INTO email_keys (key, user_id) VALUES ($1, $2::int8::int4)",
+                &[key, user_id],
+            )
+            .map_err(sql)?;
+        }
+        for s in &snapshot.sessions {
+            tx.execute(
+                "INSERT INTO sessions (id, user_id, family_hash, token_hash, previous_hash, \
+                 rotated_at, created_at, last_used_at, expires_at, user_agent, client, \
+                 revoked_at) VALUES ($1, $2::int8::int4, $3, $4, $5, $6, $7, $8, $9, $10, \
+                 $11, $12)",
+                &[
+                    &s.id,
+                    &s.user_id,
+                    &s.family_hash,
+                    &s.token_hash,
+                    &s.previous_hash,
+                    &s.rotated_at,
+                    &s.created_at,
+                    &s.last_used_at,
+                    &s.expires_at,
+                    &s.user_agent,
+                    &s.client,
+                    &s.revoked_at,
+                ],
+            )
+            .map_err(sql)?;
+        }
+        for (user_id, revoked_before) in &snapshot.token_cutoffs {
+            tx.execute(
+                "INSERT INTO token_cutoffs (user_id, revoked_before) \
+                 VALUES ($1::int8::int4, $2)",
+                &[user_id, revoked_before],
+            )
+            .map_err(sql)?;
+        }
+        // The id column is SERIAL: its sequence must pass the ids just written. With no
+        // users at all, the next id is 1.
+        tx.execute(
+            "SELECT setval(pg_get_serial_sequence('users', 'id'), \
+             coalesce((SELECT max(id) FROM users), 1), \
+             (SELECT max(id) FROM users) IS NOT NULL)",
+            &[],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(())
+    }
+}
+
+/// Counts the rows of each table of account state.
+fn count_rows(client: &mut impl postgres::GenericClient) -> Result<RowCounts, DbError> {
+    let row = client.query_one(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM email_keys), \
+         (SELECT count(*) FROM sessions), (SELECT count(*) FROM token_cutoffs)",
+        &[],
+    )?;
+    let count = |idx: usize| -> Result<u64, DbError> {
+        Ok(u64::try_from(row.try_get::<_, i64>(idx)?).unwrap_or(0))
+    };
+    Ok(RowCounts {
+        users: count(0)?,
+        email_keys: count(1)?,
+        sessions: count(2)?,
+        token_cutoffs: count(3)?,
+    })
 }
 
 /// Revokes every live session of the user's but `keep`, and cuts off their sessionless tokens,

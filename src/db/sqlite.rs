@@ -24,6 +24,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, OpenFlags, OptionalExtension};
 
 use super::spent_budget;
+use super::transfer::{ImportError, RowCounts, SessionRecord, Snapshot, UserRecord};
 use super::{
     to_rfc3339, warn_key_collision, warn_keyless, DbError, LoginBudget, NewSession, NewUserRow,
     PoolEvents, PoolOptions, Rotated, Rotation, SessionRow, Store, UserChanges, UserRow,
@@ -786,6 +787,205 @@ impl Store for SqliteDb {
         tx.commit()?;
         Ok(deleted == 1)
     }
+
+    fn list_users(&self) -> Result<Vec<UserRow>, DbError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([], user_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn count_rows(&self) -> Result<RowCounts, DbError> {
+        let conn = self.conn()?;
+        Ok(count_rows(&conn)?)
+    }
+
+    /// One deferred transaction: its first read fixes the snapshot every later read sees.
+    fn export(&self) -> Result<Snapshot, DbError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let users = tx
+            .prepare(
+                "SELECT id, name, phone, image_url, email, password_hash, created_at, updated_at \
+                 FROM users ORDER BY id",
+            )?
+            .query_map([], |row| {
+                Ok(UserRecord {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    phone: row.get(2)?,
+                    image_url: row.get(3)?,
+                    email: any_text(row, 4)?,
+                    password_hash: row.get(5)?,
+                    created_at: any_text(row, 6)?,
+                    updated_at: any_text(row, 7)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let email_keys = tx
+            .prepare("SELECT key, user_id FROM email_keys ORDER BY user_id")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let sessions = tx
+            .prepare(
+                "SELECT id, user_id, family_hash, token_hash, previous_hash, rotated_at, \
+                 created_at, last_used_at, expires_at, user_agent, client, revoked_at \
+                 FROM sessions ORDER BY user_id, id",
+            )?
+            .query_map([], |row| {
+                Ok(SessionRecord {
+                    id: row.get(0)?,
+                    user_id: row.get(1)?,
+                    family_hash: row.get(2)?,
+                    token_hash: row.get(3)?,
+                    previous_hash: row.get(4)?,
+                    rotated_at: row.get(5)?,
+                    created_at: row.get(6)?,
+                    last_used_at: row.get(7)?,
+                    expires_at: row.get(8)?,
+                    user_agent: row.get(9)?,
+                    client: row.get(10)?,
+                    revoked_at: row.get(11)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let token_cutoffs = tx
+            .prepare("SELECT user_id, revoked_before FROM token_cutoffs ORDER BY user_id")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(Snapshot {
+            users,
+            email_keys,
+            sessions,
+            token_cutoffs,
+        })
+    }
+
+    /// One `IMMEDIATE` transaction. SQLite's rowid needs no sequence: the next id is the
+    /// highest plus one.
+    fn import(&self, snapshot: &Snapshot, into_non_empty: bool) -> Result<(), ImportError> {
+        let (_turn, mut conn) = self.writer()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(DbError::from)?;
+        let before = count_rows(&tx).map_err(DbError::from)?;
+        if !before.is_empty() && !into_non_empty {
+            return Err(ImportError::NotEmpty(before));
+        }
+        let sql = |err: rusqlite::Error| ImportError::Db(DbError::from(err));
+        // Checked against what the target held before, all before the first write: the
+        // source's own rows never conflict with each other here (a FastAPI database may
+        // hold two emails equal but for case, which its index allowed).
+        let users_to_check = if before.users == 0 {
+            &[][..]
+        } else {
+            &snapshot.users[..]
+        };
+        for user in users_to_check {
+            let (id_taken, holder): (bool, Option<i64>) = tx
+                .prepare_cached(concat!(
+                    "SELECT EXISTS(SELECT 1 FROM users WHERE id = ?3), ",
+                    holder_of_key!()
+                ))
+                .map_err(sql)?
+                .query_row(
+                    params![email_key(&user.email), user.email, user.id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(sql)?;
+            if id_taken {
+                return Err(ImportError::Conflict(format!(
+                    "user id {} exists in the target already",
+                    user.id
+                )));
+            }
+            if let Some(holder) = holder {
+                return Err(ImportError::Conflict(format!(
+                    "user {}'s email is registered in the target already, as user {holder}",
+                    user.id
+                )));
+            }
+        }
+        for user in &snapshot.users {
+            tx.prepare_cached(
+                "INSERT INTO users (id, name, phone, image_url, email, password_hash, \
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(sql)?
+            .execute(params![
+                user.id,
+                user.name,
+                user.phone,
+                user.image_url,
+                user.email,
+                user.password_hash,
+                user.created_at,
+                user.updated_at
+            ])
+            .map_err(sql)?;
+        }
+        for (key, user_id) in &snapshot.email_keys {
+            tx.prepare_cached("INSERT INTO email_keys (key, user_id) VALUES (?1, ?2)")
+                .map_err(sql)?
+                .execute(params![key, user_id])
+                .map_err(sql)?;
+        }
+        for s in &snapshot.sessions {
+            tx.prepare_cached(
+                "INSERT INTO sessions (id, user_id, family_hash, token_hash, previous_hash, \
+                 rotated_at, created_at, last_used_at, expires_at, user_agent, client, \
+                 revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .map_err(sql)?
+            .execute(params![
+                s.id,
+                s.user_id,
+                s.family_hash,
+                s.token_hash,
+                s.previous_hash,
+                s.rotated_at,
+                s.created_at,
+                s.last_used_at,
+                s.expires_at,
+                s.user_agent,
+                s.client,
+                s.revoked_at
+            ])
+            .map_err(sql)?;
+        }
+        for (user_id, revoked_before) in &snapshot.token_cutoffs {
+            tx.prepare_cached(
+                "INSERT INTO token_cutoffs (user_id, revoked_before) VALUES (?1, ?2)",
+            )
+            .map_err(sql)?
+            .execute(params![user_id, revoked_before])
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(())
+    }
+}
+
+/// Counts the rows of each table of account state.
+fn count_rows(conn: &rusqlite::Connection) -> rusqlite::Result<RowCounts> {
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM email_keys), \
+         (SELECT count(*) FROM sessions), (SELECT count(*) FROM token_cutoffs)",
+        [],
+        |row| {
+            let count = |idx| row.get::<_, i64>(idx).map(|n| n.max(0) as u64);
+            Ok(RowCounts {
+                users: count(0)?,
+                email_keys: count(1)?,
+                sessions: count(2)?,
+                token_cutoffs: count(3)?,
+            })
+        },
+    )
 }
 
 /// Revokes every live session of the user's but `keep`, and cuts off their sessionless tokens,
@@ -874,6 +1074,164 @@ fn any_text(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<String> {
         ValueRef::Integer(n) => n.to_string(),
         ValueRef::Real(x) => x.to_string(),
         ValueRef::Null | ValueRef::Blob(_) => String::new(),
+    })
+}
+
+/// What [`backup`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The copy's size in bytes.
+    pub bytes: u64,
+    /// The users in the copy.
+    pub users: u64,
+    /// How many times the copy started over because the database changed under it.
+    pub restarts: u32,
+}
+
+/// Pages copied per step of the online backup (4 MiB of 4 KiB pages): each step holds a read
+/// lock on the source only while it copies them.
+const BACKUP_PAGES_PER_STEP: std::os::raw::c_int = 1024;
+/// The pause between steps, which lets other writers in.
+const BACKUP_PAUSE: Duration = Duration::from_millis(5);
+/// Restarts after which the copy is taken in one step: in a rollback-journal database written
+/// to meanwhile (a WAL one never restarts, see `backup_into`), writes faster than the steps
+/// would otherwise restart it forever.
+const BACKUP_MAX_RESTARTS: u32 = 8;
+
+/// Copies the SQLite database at `source` to `dest` with SQLite's online backup API, while
+/// a server may be writing to it, and checks the copy with `PRAGMA integrity_check`.
+///
+/// The copy is written to a temporary file beside `dest`, switched from WAL to a rollback
+/// journal (so it is one self-contained file), flushed to disk and renamed into place, so a
+/// failed backup leaves no partial file. An existing `dest` is refused unless `overwrite`.
+/// A missing source is refused rather than created.
+pub fn backup(source: &Path, dest: &Path, overwrite: bool) -> Result<BackupReport, DbError> {
+    if !source.is_file() {
+        return Err(DbError::Other(format!(
+            "the database file {} does not exist",
+            source.display()
+        )));
+    }
+    // Renaming a copy over the live file would cut the server off from it (see FileWatch).
+    if let (Ok(a), Ok(b)) = (source.canonicalize(), dest.canonicalize()) {
+        if a == b {
+            return Err(DbError::Other(format!(
+                "{} is the database itself; give another path",
+                dest.display()
+            )));
+        }
+    }
+    if dest.exists() && !overwrite {
+        return Err(DbError::Other(format!(
+            "{} exists already (use --force to replace it)",
+            dest.display()
+        )));
+    }
+    let name = dest
+        .file_name()
+        .ok_or_else(|| DbError::Other(format!("{} names no file", dest.display())))?;
+    let dir = match dest.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(DbError::Other(format!(
+            "directory {} does not exist",
+            dir.display()
+        )));
+    }
+    let mut temporary_name = std::ffi::OsString::from(".");
+    temporary_name.push(name);
+    temporary_name.push(format!(".partial-{}", std::process::id()));
+    let temporary = dir.join(temporary_name);
+    let result = backup_into(source, &temporary).and_then(|report| {
+        std::fs::rename(&temporary, dest).map_err(|e| {
+            DbError::Other(format!("cannot move the copy to {}: {e}", dest.display()))
+        })?;
+        // The rename is durable once the directory is.
+        if let Ok(dir) = std::fs::File::open(&dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(report)
+    });
+    if result.is_err() {
+        for suffix in ["", "-journal", "-wal", "-shm"] {
+            let mut path = temporary.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    result
+}
+
+/// Takes the copy into `temporary` and checks it; see [`backup`].
+fn backup_into(source: &Path, temporary: &Path) -> Result<BackupReport, DbError> {
+    use rusqlite::backup::{Backup, StepResult};
+    let cannot_write =
+        |e: rusqlite::Error| DbError::Other(format!("cannot write {}: {e}", temporary.display()));
+    // Read-write without create: a WAL database's readers need its shared-memory file, and a
+    // path that is not there must fail, not become an empty database.
+    let src = rusqlite::Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", source.display())))?;
+    src.busy_timeout(BUSY_TIMEOUT)?;
+    let mut dst = rusqlite::Connection::open(temporary).map_err(cannot_write)?;
+    // In WAL mode (which the server sets), one read transaction held across every step pins
+    // one snapshot, which each step copies from while the server's writes go on into the log:
+    // the copy is one moment and never starts over, and no writer waits (a reader only holds
+    // back checkpoints). In a rollback-journal database a held read lock would block writers
+    // for the whole copy, so there each step reads on its own and a write restarts the copy.
+    let journal: String = src.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+    let pinned = journal.eq_ignore_ascii_case("wal");
+    if pinned {
+        src.execute_batch("BEGIN; SELECT count(*) FROM sqlite_master;")?;
+    }
+    let mut restarts = 0;
+    {
+        let backup = Backup::new(&src, &mut dst).map_err(cannot_write)?;
+        let mut remaining = i32::MAX;
+        loop {
+            let pages = if restarts >= BACKUP_MAX_RESTARTS {
+                -1
+            } else {
+                BACKUP_PAGES_PER_STEP
+            };
+            // More, or Busy/Locked (a lock SQLite could not wait out): step again shortly.
+            if matches!(backup.step(pages)?, StepResult::Done) {
+                break;
+            }
+            let progress = backup.progress();
+            if progress.remaining > remaining {
+                restarts += 1;
+            }
+            remaining = progress.remaining;
+            std::thread::sleep(BACKUP_PAUSE);
+        }
+    }
+    if pinned {
+        src.execute_batch("COMMIT")?;
+    }
+    dst.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(cannot_write)?;
+    let verdict: String = dst.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+    if verdict != "ok" {
+        return Err(DbError::Other(format!(
+            "the copy failed its integrity check: {verdict}"
+        )));
+    }
+    let users: i64 = dst.query_row("SELECT count(*) FROM users", [], |row| row.get(0))?;
+    dst.close().map_err(|(_, e)| cannot_write(e))?;
+    let file = std::fs::File::open(temporary)
+        .map_err(|e| DbError::Other(format!("cannot reopen {}: {e}", temporary.display())))?;
+    file.sync_all()
+        .map_err(|e| DbError::Other(format!("cannot flush {}: {e}", temporary.display())))?;
+    let bytes = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+    Ok(BackupReport {
+        bytes,
+        users: users as u64,
+        restarts,
     })
 }
 

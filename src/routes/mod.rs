@@ -13,6 +13,9 @@ mod docs;
 mod health;
 mod sessions;
 
+/// The key an account's login counts are kept under, for `backnd-api user delete`.
+pub(crate) use auth::account_key;
+
 use crate::error::{ApiError, Result};
 use crate::http::{ApiResponse, HttpRequest};
 use crate::state::AppState;

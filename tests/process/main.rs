@@ -7,6 +7,7 @@
 //! and turned-away connections leave behind in the process; `wire_fuzz.rs` feeds it generated
 //! and mutated requests and checks the rules every answer keeps.
 
+mod cli;
 mod front_door;
 mod harness;
 mod observability;
@@ -18,6 +19,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::{exchange, read_response, start, start_with, BIN, HEALTH, SECRET};
+
+/// The FastAPI service's database, as its SQLite file holds it (tests/fixtures/README.md).
+pub const FASTAPI_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/fastapi-backnd-api.sqlite3"
+);
 
 #[test]
 fn help_and_version_print_and_exit_zero() {
