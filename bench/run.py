@@ -258,6 +258,48 @@ def scenario_cheap(report):
                      "≥ 70%", share >= 0.70)
 
 
+def scenario_observed(report):
+    """What watching the service costs: /auth/me with METRICS=on and LOG_FORMAT=json against
+    the same build with neither, in the same run, and how long a scrape of METRICS_ADDR takes
+    while the API is saturated."""
+    print("GET /auth/me, metrics and JSON logs on and off …", flush=True)
+    rates = {}
+    for label, env in [("off", {}),
+                       ("on", {"METRICS_ADDR": f"127.0.0.1:{free_port()}", "LOG_FORMAT": "json"})]:
+        server = Server(BCRYPT_COST=4, **env)
+        server.post("/auth/register", USER)
+        token = server.post("/auth/login", {"email": USER["email"],
+                                            "password": USER["password"]})["access_token"]
+        if label == "on":
+            scrapes = []
+            def scrape_during_load():
+                time.sleep(SECONDS / 3)
+                host, port = env["METRICS_ADDR"].split(":")
+                for _ in range(20):
+                    started = time.perf_counter()
+                    with socket.create_connection((host, int(port)), timeout=5) as s:
+                        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                        while s.recv(65536):
+                            pass
+                    scrapes.append((time.perf_counter() - started) * 1000)
+                    time.sleep(0.05)
+            scraper = threading.Thread(target=scrape_during_load)
+            scraper.start()
+        r = wrk(server, "get.lua", 16, SECONDS, "/auth/me", env={"TOKEN": token})
+        rates[label] = r["rps"]
+        name = "GET /auth/me, metrics + JSON logs" if label == "on" else "GET /auth/me, no metrics, text logs"
+        report.row(name, r, server.rss_kb("VmHWM"))
+        if label == "on":
+            scraper.join()
+            scrapes.sort()
+            report.extra("scrape of METRICS_ADDR under load", f"{scrapes[len(scrapes) // 2]:.1f} ms median, "
+                         f"{scrapes[-1]:.1f} ms worst of {len(scrapes)}", "≤ 100 ms median",
+                         scrapes[len(scrapes) // 2] <= 100)
+        server.stop()
+    share = rates["on"] / rates["off"] if rates["off"] else 0
+    report.extra("/auth/me observed", f"{share:.0%} of the unobserved rate", "≥ 90%", share >= 0.90)
+
+
 def scenario_login4(report):
     """Logins at cost 4: the request path around bcrypt."""
     print("login at cost 4 …", flush=True)
@@ -414,6 +456,7 @@ def scenario_footprint(report):
 # In the order they run; `--only NAME,NAME` picks some. The last flag: it needs wrk.
 SCENARIOS = [
     ("cheap", scenario_cheap, True),
+    ("observed", scenario_observed, True),
     ("login4", scenario_login4, True),
     ("login12", scenario_login12, True),
     ("register", scenario_register, True),
