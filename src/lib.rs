@@ -21,8 +21,9 @@ mod server;
 mod sessions;
 mod state;
 mod throttle;
+mod tls;
 
-pub use config::{redact_url, ArgsError, Config, DatabaseConfig, VARIABLES};
+pub use config::{redact_url, ArgsError, Config, DatabaseConfig, TlsFiles, VARIABLES};
 pub use db::{Db, NewUserRow, PoolOptions};
 pub use routes::summary as route_summary;
 pub use security::{hash_password, verify_password, PasswordCheck, TokenKeys};

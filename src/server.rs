@@ -22,6 +22,7 @@ use crate::routes::{self, Reply};
 use crate::security::TokenKeys;
 use crate::state::{AppState, SessionRules};
 use crate::throttle::Throttle;
+use crate::tls::Certificates;
 
 /// How often a stopping server looks whether its last requests have been answered.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
@@ -140,6 +141,8 @@ impl Permits {
 pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    /// The HTTPS certificate, when serving HTTPS.
+    tls: Option<Arc<Certificates>>,
 }
 
 /// Opens the database, binds the configured address and starts serving in background threads.
@@ -156,7 +159,13 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         DatabaseConfig::Postgres { .. } => config.database_pool_size as usize,
     };
     let state = Arc::new(open_state(config, database_connections)?);
-    let (http, addr) = bind(config, database_connections)?;
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(
+            Certificates::load(files).map_err(|err| StartError::Other(err.to_string()))?,
+        )),
+        None => None,
+    };
+    let (http, addr) = bind(config, database_connections, tls.as_ref())?;
     let hashing = HashPool::start(
         hash_threads,
         config.hash_queue_size,
@@ -177,6 +186,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
     let server = Server {
         addr,
         shared: shared.clone(),
+        tls,
     };
     // Weak: the handler lives inside `shared.http`, and must not keep `shared` alive itself.
     let handler_shared = Arc::downgrade(&shared);
@@ -205,7 +215,17 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
                 }
             }
         }));
-    log::info!("listening on http://{addr} ({workers} workers, {hash_threads} hashing threads)");
+    let scheme = if server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    log::info!(
+        "listening on {scheme}://{addr} ({workers} workers, {hash_threads} hashing threads)"
+    );
+    if let Some(tls) = &server.tls {
+        log::info!("TLS certificate: SHA-256 {}", tls.fingerprint());
+    }
     Ok(server)
 }
 
@@ -249,10 +269,11 @@ fn open_state(config: &Config, connections: usize) -> std::result::Result<AppSta
     })
 }
 
-/// Binds the configured address and starts tiny_http on it.
+/// Binds the configured address and starts tiny_http on it, serving HTTPS with `tls` if given.
 fn bind(
     config: &Config,
     database_connections: usize,
+    tls: Option<&Arc<Certificates>>,
 ) -> std::result::Result<(tiny_http::Server, SocketAddr), StartError> {
     let address = format!("{}:{}", config.host, config.port);
     let listener = listen(&config.host, config.port).map_err(|source| StartError::Bind {
@@ -264,8 +285,13 @@ fn bind(
         .map_err(|source| StartError::Bind { address, source })?;
     let limits = limits(config, database_connections);
     log::debug!("connection limits: {limits:?}");
-    let http = tiny_http::Server::from_listener_with_limits(listener, None, limits)
-        .map_err(|e| StartError::Other(format!("cannot start the HTTP server: {e}")))?;
+    let http = match tls {
+        Some(tls) => {
+            tiny_http::Server::from_listener_with_tls(listener, tls.server_config(), limits)
+        }
+        None => tiny_http::Server::from_listener_with_limits(listener, None, limits),
+    }
+    .map_err(|e| StartError::Other(format!("cannot start the HTTP server: {e}")))?;
     Ok((http, addr))
 }
 
@@ -324,6 +350,25 @@ impl Server {
     /// The address the server listens on (with the real port when 0 was configured).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether it serves HTTPS (`TLS_CERT_FILE` and `TLS_KEY_FILE` are set).
+    pub fn serves_https(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reads the HTTPS certificate and key again from their files (on SIGHUP): handshakes
+    /// from now on present the new certificate, connections already open are untouched. On
+    /// any problem the error is logged and the current certificate kept. Does nothing when
+    /// serving plain HTTP.
+    pub fn reload_certificate(&self) {
+        let Some(tls) = &self.tls else { return };
+        match tls.reload() {
+            Ok(fingerprint) => log::info!("TLS certificate reloaded: SHA-256 {fingerprint}"),
+            Err(err) => log::error!(
+                "cannot reload the TLS certificate, still serving the previous one: {err}"
+            ),
+        }
     }
 
     /// Stops accepting connections, answers every request already received (those waiting for

@@ -5,10 +5,12 @@
 //!
 //! `harness.rs` starts the binary and talks raw HTTP to it; `front_door.rs` checks what refused
 //! and turned-away connections leave behind in the process; `wire_fuzz.rs` feeds it generated
-//! and mutated requests and checks the rules every answer keeps.
+//! and mutated requests and checks the rules every answer keeps; `tls.rs` serves HTTPS with
+//! certificates it makes (it needs the `openssl`, `curl` and `python3` commands).
 
 mod front_door;
 mod harness;
+mod tls;
 mod wire_fuzz;
 
 use std::io::{ErrorKind, Write};
