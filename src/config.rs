@@ -816,10 +816,25 @@ fn tls_files(
                 cert_file,
                 key_file,
             };
-            crate::tls::check(&files)?;
+            check_tls(&files)?;
             Ok(Some(files))
         }
     }
+}
+
+#[cfg(feature = "tls")]
+fn check_tls(files: &TlsFiles) -> Result<(), ConfigError> {
+    crate::tls::check(files)
+}
+
+/// The edge build (without the `tls` feature) refuses the TLS files at start-up, naming the
+/// build, rather than serving plain HTTP where HTTPS was asked for.
+#[cfg(not(feature = "tls"))]
+fn check_tls(_files: &TlsFiles) -> Result<(), ConfigError> {
+    Err(ConfigError {
+        variable: "TLS_CERT_FILE",
+        message: crate::server::NO_TLS.to_owned(),
+    })
 }
 
 fn on_off(value: &str) -> Result<bool, String> {
@@ -1365,6 +1380,18 @@ mod tests {
         assert_eq!(default_max_connections(u64::MAX, 10), 1_000_000);
     }
 
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn a_build_without_tls_refuses_the_tls_files_by_name() {
+        let err = refusal(&[
+            ("TLS_CERT_FILE", "/etc/ssl/cert.pem"),
+            ("TLS_KEY_FILE", "/etc/ssl/key.pem"),
+        ]);
+        assert_eq!(err.variable, "TLS_CERT_FILE");
+        assert!(err.message.contains("without the `tls` feature"), "{err}");
+    }
+
+    #[cfg(feature = "tls")]
     #[test]
     fn https_needs_both_tls_files_and_files_that_can_be_read() {
         assert_eq!(config(&[]).unwrap().tls, None);

@@ -21,6 +21,7 @@ mod server;
 mod sessions;
 mod state;
 mod throttle;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use config::{redact_url, ArgsError, Config, DatabaseConfig, TlsFiles, VARIABLES};

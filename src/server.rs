@@ -22,6 +22,7 @@ use crate::routes::{self, Reply};
 use crate::security::TokenKeys;
 use crate::state::{AppState, SessionRules};
 use crate::throttle::Throttle;
+#[cfg(feature = "tls")]
 use crate::tls::Certificates;
 
 /// How often a stopping server looks whether its last requests have been answered.
@@ -72,6 +73,13 @@ impl std::fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
+
+/// The HTTPS certificate of a server serving HTTPS. A build without the `tls` feature has none
+/// to hold: its configuration refuses `TLS_CERT_FILE` and `TLS_KEY_FILE`.
+#[cfg(feature = "tls")]
+type Tls = Arc<Certificates>;
+#[cfg(not(feature = "tls"))]
+type Tls = std::convert::Infallible;
 
 /// What the access log line needs, captured before the request is consumed.
 struct AccessLog {
@@ -142,7 +150,7 @@ pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
     /// The HTTPS certificate, when serving HTTPS.
-    tls: Option<Arc<Certificates>>,
+    tls: Option<Tls>,
 }
 
 /// Opens the database, binds the configured address and starts serving in background threads.
@@ -159,12 +167,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         DatabaseConfig::Postgres { .. } => config.database_pool_size as usize,
     };
     let state = Arc::new(open_state(config, database_connections)?);
-    let tls = match &config.tls {
-        Some(files) => Some(Arc::new(
-            Certificates::load(files).map_err(|err| StartError::Other(err.to_string()))?,
-        )),
-        None => None,
-    };
+    let tls = load_tls(config)?;
     let (http, addr) = bind(config, database_connections, tls.as_ref())?;
     let hashing = HashPool::start(
         hash_threads,
@@ -223,6 +226,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
     log::info!(
         "listening on {scheme}://{addr} ({workers} workers, {hash_threads} hashing threads)"
     );
+    #[cfg(feature = "tls")]
     if let Some(tls) = &server.tls {
         log::info!("TLS certificate: SHA-256 {}", tls.fingerprint());
     }
@@ -269,11 +273,39 @@ fn open_state(config: &Config, connections: usize) -> std::result::Result<AppSta
     })
 }
 
+/// Loads the HTTPS certificate when the configuration names one.
+#[cfg(feature = "tls")]
+fn load_tls(config: &Config) -> std::result::Result<Option<Tls>, StartError> {
+    config
+        .tls
+        .as_ref()
+        .map(|files| {
+            Certificates::load(files)
+                .map(Arc::new)
+                .map_err(|err| StartError::Other(err.to_string()))
+        })
+        .transpose()
+}
+
+/// A build without the `tls` feature serves plain HTTP only.
+#[cfg(not(feature = "tls"))]
+fn load_tls(config: &Config) -> std::result::Result<Option<Tls>, StartError> {
+    match config.tls {
+        Some(_) => Err(StartError::Other(NO_TLS.to_owned())),
+        None => Ok(None),
+    }
+}
+
+/// Why a build without the `tls` feature refuses `TLS_CERT_FILE` and `TLS_KEY_FILE`.
+#[cfg(not(feature = "tls"))]
+pub(crate) const NO_TLS: &str = "this build has no HTTPS support (it was built without the \
+     `tls` feature); use the standard build, or a proxy that terminates TLS";
+
 /// Binds the configured address and starts tiny_http on it, serving HTTPS with `tls` if given.
 fn bind(
     config: &Config,
     database_connections: usize,
-    tls: Option<&Arc<Certificates>>,
+    tls: Option<&Tls>,
 ) -> std::result::Result<(tiny_http::Server, SocketAddr), StartError> {
     let address = format!("{}:{}", config.host, config.port);
     let listener = listen(&config.host, config.port).map_err(|source| StartError::Bind {
@@ -286,6 +318,9 @@ fn bind(
     let limits = limits(config, database_connections);
     log::debug!("connection limits: {limits:?}");
     let http = match tls {
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match *never {},
+        #[cfg(feature = "tls")]
         Some(tls) => {
             tiny_http::Server::from_listener_with_tls(listener, tls.server_config(), limits)
         }
@@ -362,12 +397,14 @@ impl Server {
     /// any problem the error is logged and the current certificate kept. Does nothing when
     /// serving plain HTTP.
     pub fn reload_certificate(&self) {
-        let Some(tls) = &self.tls else { return };
-        match tls.reload() {
-            Ok(fingerprint) => log::info!("TLS certificate reloaded: SHA-256 {fingerprint}"),
-            Err(err) => log::error!(
-                "cannot reload the TLS certificate, still serving the previous one: {err}"
-            ),
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(fingerprint) => log::info!("TLS certificate reloaded: SHA-256 {fingerprint}"),
+                Err(err) => log::error!(
+                    "cannot reload the TLS certificate, still serving the previous one: {err}"
+                ),
+            }
         }
     }
 

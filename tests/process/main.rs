@@ -10,6 +10,7 @@
 
 mod front_door;
 mod harness;
+#[cfg(feature = "tls")]
 mod tls;
 mod wire_fuzz;
 
@@ -195,6 +196,20 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
         TcpStream::connect(running.addr).is_err(),
         "still accepting after shutdown"
     );
+}
+
+#[test]
+fn sighup_without_https_stops_the_server_as_sigterm_does() {
+    // With HTTPS, SIGHUP reloads the certificate (tls.rs); without, it keeps the meaning it had
+    // (a terminal that closes sends it).
+    let mut running = start(None);
+    let status = Command::new("kill")
+        .args(["-HUP", &running.pid().to_string()])
+        .status()
+        .expect("send SIGHUP");
+    assert!(status.success());
+    let exit = running.wait_for_exit(Instant::now() + Duration::from_secs(10));
+    assert_eq!(exit.code(), Some(0));
 }
 
 #[test]
