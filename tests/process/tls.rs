@@ -479,14 +479,17 @@ fn tls_stalled_handshakes_are_dropped_on_the_deadlines_without_holding_up_others
 
 /// Encrypts `plaintext` as `stream`'s next records, to be sent by hand.
 fn encrypt(stream: &mut TlsClient, plaintext: &[u8]) -> Vec<u8> {
-    stream
-        .conn
-        .writer()
-        .write_all(plaintext)
-        .expect("buffer the plaintext");
     let mut records = Vec::new();
-    while stream.conn.wants_write() {
-        stream.conn.write_tls(&mut records).expect("encrypt");
+    // A piece at a time: rustls buffers at most 64 KiB unsent.
+    for piece in plaintext.chunks(16 * 1024) {
+        stream
+            .conn
+            .writer()
+            .write_all(piece)
+            .expect("buffer the plaintext");
+        while stream.conn.wants_write() {
+            stream.conn.write_tls(&mut records).expect("encrypt");
+        }
     }
     records
 }
@@ -577,6 +580,41 @@ fn tls_a_record_trickled_after_the_handshake_meets_the_same_deadlines() {
         "threads {} -> {threads}",
         before.threads
     );
+}
+
+#[test]
+fn tls_a_client_that_pipelines_and_never_reads_is_dropped_on_the_write_deadline() {
+    let pki = Pki::new();
+    let running = start_tls(&pki.issue("server"), &[("WRITE_TIMEOUT", "1")]);
+    let config = client_config(&pki.ca());
+    let before = steady_usage(&running);
+
+    // Far more answers than socket buffers hold, so writing them must block on the client,
+    // which is kept open (unread) until the end.
+    let mut hoarder = connect(running.addr, &config);
+    let request = b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n";
+    let records = encrypt(&mut hoarder, &request.repeat(2000));
+    let started = Instant::now();
+    hoarder
+        .sock
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .expect("write timeout");
+    let _ = hoarder.sock.write_all(&records);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut other = connect(running.addr, &config);
+    assert!(ask(&mut other, HEALTH).starts_with("HTTP/1.1 200"));
+    drop(other);
+
+    // Its connection's socket (and thread) go once the write deadline has passed.
+    let sockets = settles(|| running.usage().sockets, before.sockets, SETTLING);
+    let took = started.elapsed();
+    assert!(
+        sockets <= before.sockets,
+        "sockets {} -> {sockets}: the hoarder is still being written to",
+        before.sockets
+    );
+    assert!(took < Duration::from_secs(4), "dropped after {took:?}");
+    drop(hoarder);
 }
 
 #[test]
