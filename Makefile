@@ -1,6 +1,6 @@
 # The commands README.md shows. `make test` is what CI runs (through .ci/run).
 SHELL := /bin/bash
-.PHONY: run test test-sqlite test-postgres test-edge test-contract test-browser test-service bench lint fmt release edge
+.PHONY: run test test-sqlite test-postgres test-edge test-contract test-browser test-service bench lint fmt release edge edge-tls
 
 # The PostgreSQL suite uses TEST_POSTGRES_URL, or this when a server answers on the default port.
 DEFAULT_TEST_POSTGRES_URL := postgresql://postgres@127.0.0.1:5432/test
@@ -15,10 +15,11 @@ test:
 	@$(MAKE) --no-print-directory --keep-going test-sqlite test-postgres test-edge test-contract test-browser test-service
 
 # The vendored tiny_http is outside the workspace (its upstream code is not held to our lints),
-# so its own unit tests, the HTTP parser's rule-by-rule checks, are run by path.
+# so its own unit tests, the HTTP parser's rule-by-rule checks, are run by path (with its TLS
+# feature, whose deadline arithmetic has tests of its own).
 test-sqlite:
 	cargo test
-	cargo test --manifest-path vendor/tiny_http/Cargo.toml --target-dir target/tiny_http --lib
+	cargo test --manifest-path vendor/tiny_http/Cargo.toml --target-dir target/tiny_http --lib --features ssl-rustls
 
 # The edge build (README "An edge build"): SQLite only, no tokio, no Swagger UI. Its binary
 # must stay within EDGE_MAX_BYTES (4 MiB) and free of tokio, and the unit tests and the SQLite
@@ -36,6 +37,11 @@ test-edge: edge
 # The edge binary alone, in a target directory of its own so it never replaces the standard one.
 edge:
 	cargo build --profile edge --no-default-features --target-dir target/edge
+
+# The edge binary with HTTPS (the `tls` feature): over EDGE_MAX_BYTES, so not part of
+# `make test`; for a host that wants HTTPS without a proxy more than the smallest binary.
+edge-tls:
+	cargo build --profile edge --no-default-features --features tls --target-dir target/edge-tls
 
 test-postgres:
 	@url="$${TEST_POSTGRES_URL:-}"; \

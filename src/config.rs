@@ -93,6 +93,9 @@ pub struct Config {
     pub host: String,
     /// The port to listen on; 0 asks the OS for a free one (`PORT`).
     pub port: u16,
+    /// The certificate and key to serve HTTPS with (`TLS_CERT_FILE`, `TLS_KEY_FILE`); `None`
+    /// serves plain HTTP. Checked to load and to match when the configuration is read.
+    pub tls: Option<TlsFiles>,
     /// How many requests are handled at once (`WORKERS`); each runs on its connection's thread.
     pub workers: usize,
     /// The bcrypt work factor for new password hashes (`BCRYPT_COST`).
@@ -211,6 +214,16 @@ pub struct Invocation {
     pub settings: Vec<ShownSetting>,
 }
 
+/// Where the HTTPS certificate chain and its private key are read from, at start-up and again
+/// on each SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The PEM certificate chain (`TLS_CERT_FILE`).
+    pub cert_file: PathBuf,
+    /// The PEM private key (`TLS_KEY_FILE`).
+    pub key_file: PathBuf,
+}
+
 /// A configuration value that stops start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -253,7 +266,7 @@ impl From<ConfigError> for ArgsError {
 
 /// Every variable the service reads, in the order they are checked: the fields of
 /// `Settings`, in order (a unit test holds the two together).
-pub const VARIABLES: [&str; 37] = [
+pub const VARIABLES: [&str; 39] = [
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT",
@@ -264,6 +277,8 @@ pub const VARIABLES: [&str; 37] = [
     "REFRESH_REUSE_GRACE",
     "HOST",
     "PORT",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
     "WORKERS",
     "BCRYPT_COST",
     "HASH_THREADS",
@@ -396,6 +411,16 @@ struct Settings {
     /// Port to listen on; 0 picks a free one
     #[arg(long, env = "PORT", default_value_t = 8000, value_parser = setting(port))]
     port: u16,
+
+    /// PEM certificate chain, the server's own first: with TLS_KEY_FILE, serve HTTPS (TLS 1.2
+    /// and 1.3); both are read again on SIGHUP
+    #[arg(long, env = "TLS_CERT_FILE", value_parser = setting(file_path))]
+    tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of TLS_CERT_FILE (unencrypted PKCS#8, PKCS#1 or SEC1)
+    // A flag is fine: it is the key's path, not the key, that the command line shows.
+    #[arg(long, env = "TLS_KEY_FILE", value_parser = setting(file_path))]
+    tls_key_file: Option<PathBuf>,
 
     /// Requests handled at once: by default 4 per core, at least 8
     #[arg(long, env = "WORKERS", default_value_t = default_workers(),
@@ -733,6 +758,7 @@ impl Config {
             refresh_reuse_grace: Duration::from_secs(settings.refresh_reuse_grace),
             host: settings.host,
             port: settings.port,
+            tls: tls_files(settings.tls_cert_file, settings.tls_key_file)?,
             workers: settings.workers,
             bcrypt_cost: settings.bcrypt_cost,
             log_filter: settings.rust_log,
@@ -918,6 +944,53 @@ fn host(value: &str) -> Result<String, String> {
         ));
     }
     Ok(value.to_owned())
+}
+
+fn file_path(value: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(value))
+}
+
+/// HTTPS needs both files or neither; both must load and belong together, so that a mistake
+/// stops start-up (and `check-config`) rather than the first handshake.
+fn tls_files(
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let missing = |variable: &'static str, other: &str| ConfigError {
+        variable,
+        message: format!(
+            "it is not set, but {other} is: HTTPS needs both TLS_CERT_FILE and TLS_KEY_FILE \
+             (set neither for plain HTTP)"
+        ),
+    };
+    match (cert_file, key_file) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(missing("TLS_KEY_FILE", "TLS_CERT_FILE")),
+        (None, Some(_)) => Err(missing("TLS_CERT_FILE", "TLS_KEY_FILE")),
+        (Some(cert_file), Some(key_file)) => {
+            let files = TlsFiles {
+                cert_file,
+                key_file,
+            };
+            check_tls(&files)?;
+            Ok(Some(files))
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+fn check_tls(files: &TlsFiles) -> Result<(), ConfigError> {
+    crate::tls::check(files)
+}
+
+/// The edge build (without the `tls` feature) refuses the TLS files at start-up, naming the
+/// build, rather than serving plain HTTP where HTTPS was asked for.
+#[cfg(not(feature = "tls"))]
+fn check_tls(_files: &TlsFiles) -> Result<(), ConfigError> {
+    Err(ConfigError {
+        variable: "TLS_CERT_FILE",
+        message: crate::server::NO_TLS.to_owned(),
+    })
 }
 
 fn on_off(value: &str) -> Result<bool, String> {
@@ -1491,6 +1564,38 @@ mod tests {
         // A tiny limit still allows one connection rather than none.
         assert_eq!(default_max_connections(16, 10), 1);
         assert_eq!(default_max_connections(u64::MAX, 10), 1_000_000);
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn a_build_without_tls_refuses_the_tls_files_by_name() {
+        let err = refusal(&[
+            ("TLS_CERT_FILE", "/etc/ssl/cert.pem"),
+            ("TLS_KEY_FILE", "/etc/ssl/key.pem"),
+        ]);
+        assert_eq!(err.variable, "TLS_CERT_FILE");
+        assert!(err.message.contains("without the `tls` feature"), "{err}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn https_needs_both_tls_files_and_files_that_can_be_read() {
+        assert_eq!(config(&[]).unwrap().tls, None);
+        let err = refusal(&[("TLS_CERT_FILE", "/etc/ssl/cert.pem")]);
+        assert_eq!(err.variable, "TLS_KEY_FILE");
+        assert!(err.message.contains("HTTPS needs both"), "{err}");
+        let err = refusal(&[("TLS_KEY_FILE", "/etc/ssl/key.pem")]);
+        assert_eq!(err.variable, "TLS_CERT_FILE");
+        let err = refusal(&[
+            ("TLS_CERT_FILE", "/nonexistent/cert.pem"),
+            ("TLS_KEY_FILE", "/nonexistent/key.pem"),
+        ]);
+        assert_eq!(err.variable, "TLS_CERT_FILE");
+        assert!(
+            err.message
+                .starts_with("cannot read '/nonexistent/cert.pem'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -24,9 +24,12 @@ mod server;
 mod sessions;
 mod state;
 mod throttle;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use config::{
-    redact_url, ArgsError, Config, DatabaseConfig, Invocation, ShownSetting, Source, VARIABLES,
+    redact_url, ArgsError, Config, DatabaseConfig, Invocation, ShownSetting, Source, TlsFiles,
+    VARIABLES,
 };
 pub use db::{Db, NewUserRow, PoolOptions};
 pub use logging::init as init_logging;

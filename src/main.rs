@@ -1,10 +1,15 @@
 //! The `backnd-api` binary: reads the configuration (flags, the environment, `.env`), starts
-//! logging, serves until SIGINT or SIGTERM, then shuts down gracefully and exits 0. A
-//! subcommand (`user`, `backup`, `migrate`, `healthcheck`, `check-config`) runs instead of
-//! serving, on the same configuration (see `backnd_api::cli`).
+//! logging, serves until SIGINT or SIGTERM, then shuts down gracefully and exits 0. SIGHUP
+//! reloads the HTTPS certificate; without HTTPS it stops the server as SIGTERM does (as it
+//! always did: a terminal that closes sends it). A subcommand (`user`, `backup`, `migrate`,
+//! `healthcheck`, `check-config`) runs instead of serving, on the same configuration (see
+//! `backnd_api::cli`).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use backnd_api::{ArgsError, Config, Invocation};
 
@@ -39,13 +44,15 @@ fn main() -> ExitCode {
         Err(err) => log::warn!("could not raise the open-file limit: {err}"),
     }
 
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel();
-    if let Err(err) = ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
-    }) {
-        log::error!("cannot install the signal handler: {err}");
-        return ExitCode::FAILURE;
-    }
+    // Installed before serving, so that a signal during start-up waits here rather than
+    // killing the process.
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(err) => {
+            log::error!("cannot install the signal handlers: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let server = match backnd_api::spawn(&config) {
         Ok(server) => server,
@@ -54,7 +61,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _ = stop_rx.recv();
+    for signal in signals.forever() {
+        if signal == SIGHUP && server.serves_https() {
+            server.reload_certificate();
+            continue;
+        }
+        break;
+    }
     log::info!("stopping: finishing requests in flight");
     server.shutdown();
     log::info!("stopped");

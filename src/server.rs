@@ -23,6 +23,8 @@ use crate::routes::{self, Reply};
 use crate::security::TokenKeys;
 use crate::state::{AppState, SessionRules};
 use crate::throttle::Throttle;
+#[cfg(feature = "tls")]
+use crate::tls::Certificates;
 
 /// How often a stopping server looks whether its last requests have been answered.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
@@ -72,6 +74,13 @@ impl std::fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
+
+/// The HTTPS certificate of a server serving HTTPS. A build without the `tls` feature has none
+/// to hold: its configuration refuses `TLS_CERT_FILE` and `TLS_KEY_FILE`.
+#[cfg(feature = "tls")]
+type Tls = Arc<Certificates>;
+#[cfg(not(feature = "tls"))]
+type Tls = std::convert::Infallible;
 
 /// What the access log line and the request metrics need, captured before the request is
 /// consumed.
@@ -153,6 +162,8 @@ pub struct Server {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
+    /// The HTTPS certificate, when serving HTTPS.
+    tls: Option<Tls>,
 }
 
 /// Opens the database, binds the configured address and starts serving in background threads.
@@ -169,8 +180,9 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         DatabaseConfig::Postgres { .. } => config.database_pool_size as usize,
     };
     let state = Arc::new(open_state(config, database_connections)?);
+    let tls = load_tls(config)?;
     let limits = limits(config, database_connections);
-    let (http, addr) = bind(&config.host, config.port, limits.clone())?;
+    let (http, addr) = bind(&config.host, config.port, limits.clone(), tls.as_ref())?;
     let (metrics_http, metrics_addr) = match &config.metrics_addr {
         Some(address) => {
             let (server, addr) = bind_metrics(address, &limits)?;
@@ -209,6 +221,7 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
         addr,
         metrics_addr,
         shared: shared.clone(),
+        tls,
     };
     // Weak: the handler lives inside `shared.http`, and must not keep `shared` alive itself.
     let handler_shared = Arc::downgrade(&shared);
@@ -248,7 +261,18 @@ pub fn spawn(config: &Config) -> std::result::Result<Server, StartError> {
     if let Some(metrics_addr) = metrics_addr {
         log::info!("serving metrics on http://{metrics_addr}{METRICS_PATH}");
     }
-    log::info!("listening on http://{addr} ({workers} workers, {hash_threads} hashing threads)");
+    let scheme = if server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    log::info!(
+        "listening on {scheme}://{addr} ({workers} workers, {hash_threads} hashing threads)"
+    );
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &server.tls {
+        log::info!("TLS certificate: SHA-256 {}", tls.fingerprint());
+    }
     Ok(server)
 }
 
@@ -332,8 +356,37 @@ fn open_state(config: &Config, connections: usize) -> std::result::Result<AppSta
     })
 }
 
+/// Loads the HTTPS certificate when the configuration names one.
+#[cfg(feature = "tls")]
+fn load_tls(config: &Config) -> std::result::Result<Option<Tls>, StartError> {
+    config
+        .tls
+        .as_ref()
+        .map(|files| {
+            Certificates::load(files)
+                .map(Arc::new)
+                .map_err(|err| StartError::Other(err.to_string()))
+        })
+        .transpose()
+}
+
+/// A build without the `tls` feature serves plain HTTP only.
+#[cfg(not(feature = "tls"))]
+fn load_tls(config: &Config) -> std::result::Result<Option<Tls>, StartError> {
+    match config.tls {
+        Some(_) => Err(StartError::Other(NO_TLS.to_owned())),
+        None => Ok(None),
+    }
+}
+
+/// Why a build without the `tls` feature refuses `TLS_CERT_FILE` and `TLS_KEY_FILE`.
+#[cfg(not(feature = "tls"))]
+pub(crate) const NO_TLS: &str = "this build has no HTTPS support (it was built without the \
+     `tls` feature); use the standard build, or a proxy that terminates TLS";
+
 /// Binds `METRICS_ADDR` and starts a tiny_http of its own on it, with the API's deadlines and
-/// a few connections.
+/// a few connections. It speaks plain HTTP even when the API serves HTTPS: bind it to loopback
+/// or a private network.
 fn bind_metrics(
     address: &str,
     api: &tiny_http::Limits,
@@ -348,14 +401,16 @@ fn bind_metrics(
         max_connections_per_client: METRICS_CONNECTIONS / 2,
         ..api.clone()
     };
-    bind(host, port, limits)
+    bind(host, port, limits, None)
 }
 
-/// Binds `host:port` and starts tiny_http on it with `limits`.
+/// Binds `host:port` and starts tiny_http on it with `limits`, serving HTTPS with `tls` if
+/// given.
 fn bind(
     host: &str,
     port: u16,
     limits: tiny_http::Limits,
+    tls: Option<&Tls>,
 ) -> std::result::Result<(tiny_http::Server, SocketAddr), StartError> {
     let address = format!("{host}:{port}");
     let listener = listen(host, port).map_err(|source| StartError::Bind {
@@ -366,8 +421,16 @@ fn bind(
         .local_addr()
         .map_err(|source| StartError::Bind { address, source })?;
     log::debug!("connection limits: {limits:?}");
-    let http = tiny_http::Server::from_listener_with_limits(listener, None, limits)
-        .map_err(|e| StartError::Other(format!("cannot start the HTTP server: {e}")))?;
+    let http = match tls {
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match *never {},
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            tiny_http::Server::from_listener_with_tls(listener, tls.server_config(), limits)
+        }
+        None => tiny_http::Server::from_listener_with_limits(listener, None, limits),
+    }
+    .map_err(|e| StartError::Other(format!("cannot start the HTTP server: {e}")))?;
     Ok((http, addr))
 }
 
@@ -431,6 +494,27 @@ impl Server {
     /// The address `METRICS_ADDR` is served on (with the real port when 0 was configured).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Whether it serves HTTPS (`TLS_CERT_FILE` and `TLS_KEY_FILE` are set).
+    pub fn serves_https(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reads the HTTPS certificate and key again from their files (on SIGHUP): handshakes
+    /// from now on present the new certificate, connections already open are untouched. On
+    /// any problem the error is logged and the current certificate kept. Does nothing when
+    /// serving plain HTTP.
+    pub fn reload_certificate(&self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(fingerprint) => log::info!("TLS certificate reloaded: SHA-256 {fingerprint}"),
+                Err(err) => log::error!(
+                    "cannot reload the TLS certificate, still serving the previous one: {err}"
+                ),
+            }
+        }
     }
 
     /// Stops accepting connections, answers every request already received (those waiting for

@@ -212,7 +212,8 @@ pub fn steady_usage(running: &Running) -> Usage {
 }
 
 /// Starts the binary on a free port with a fresh database, optionally under a descriptor limit
-/// (soft and hard, so the binary cannot raise it), and waits for its "listening on" line.
+/// (soft and hard, so the binary cannot raise it), and waits for its "listening on" line
+/// (`http://` or `https://`).
 pub fn start(descriptor_limit: Option<u32>) -> Running {
     start_with(
         descriptor_limit,
@@ -262,7 +263,11 @@ pub fn start_with(descriptor_limit: Option<u32>, vars: &[(&str, &str)]) -> Runni
             .recv_timeout(left)
             .expect("backnd-api reports where it listens");
         start_up_log.push(line.clone());
-        if let Some(rest) = line.split("listening on http://").nth(1) {
+        let listening = line
+            .split("listening on http://")
+            .nth(1)
+            .or_else(|| line.split("listening on https://").nth(1));
+        if let Some(rest) = listening {
             let addr = rest.split_whitespace().next().expect("address");
             break addr.parse().expect("socket address");
         }
@@ -287,8 +292,9 @@ pub fn exchange(
     read_response(stream)
 }
 
-/// Reads one response (headers and a Content-Length body) within the stream's read timeout.
-pub fn read_response(stream: &mut TcpStream) -> std::io::Result<String> {
+/// Reads one response (headers and a Content-Length body) within the stream's read timeout
+/// (a TLS stream's too).
+pub fn read_response(stream: &mut impl Read) -> std::io::Result<String> {
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

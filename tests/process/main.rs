@@ -5,12 +5,15 @@
 //!
 //! `harness.rs` starts the binary and talks raw HTTP to it; `front_door.rs` checks what refused
 //! and turned-away connections leave behind in the process; `wire_fuzz.rs` feeds it generated
-//! and mutated requests and checks the rules every answer keeps.
+//! and mutated requests and checks the rules every answer keeps; `tls.rs` serves HTTPS with
+//! certificates it makes (it needs the `openssl`, `curl` and `python3` commands).
 
 mod cli;
 mod front_door;
 mod harness;
 mod observability;
+#[cfg(feature = "tls")]
+mod tls;
 mod wire_fuzz;
 
 use std::io::{ErrorKind, Write};
@@ -201,6 +204,20 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
         TcpStream::connect(running.addr).is_err(),
         "still accepting after shutdown"
     );
+}
+
+#[test]
+fn sighup_without_https_stops_the_server_as_sigterm_does() {
+    // With HTTPS, SIGHUP reloads the certificate (tls.rs); without, it keeps the meaning it had
+    // (a terminal that closes sends it).
+    let mut running = start(None);
+    let status = Command::new("kill")
+        .args(["-HUP", &running.pid().to_string()])
+        .status()
+        .expect("send SIGHUP");
+    assert!(status.success());
+    let exit = running.wait_for_exit(Instant::now() + Duration::from_secs(10));
+    assert_eq!(exit.code(), Some(0));
 }
 
 #[test]

@@ -91,7 +91,7 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+#[cfg(feature = "ssl-rustls")]
 use zeroize::Zeroizing;
 
 use std::error::Error;
@@ -277,7 +277,7 @@ impl Server {
     }
 
     /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+    #[cfg(feature = "ssl-rustls")]
     #[inline]
     pub fn https<A>(
         addr: A,
@@ -327,30 +327,49 @@ impl Server {
         ssl_config: Option<SslConfig>,
         limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
-        let local_addr = listener.local_addr()?;
-        log::debug!("Server listening on {}", local_addr);
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
         let ssl: Option<Arc<SslContext>> = {
             match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                #[cfg(feature = "ssl-rustls")]
                 Some(config) => Some(Arc::new(SslContext::from_pem(
                     config.certificate,
                     Zeroizing::new(config.private_key),
                 )?)),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                #[cfg(not(feature = "ssl-rustls"))]
                 Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
+                    "Building a server with SSL requires enabling the `ssl-rustls` feature in tiny-http"
                         .into(),
                 ),
                 None => None,
             }
         };
+        Self::start(listener.into(), ssl, limits)
+    }
+
+    /// backnd-api patch: an HTTPS server on `listener` with the given rustls configuration,
+    /// which the application keeps control of: its certificate resolver (to replace the
+    /// certificate while serving), protocol versions and ALPN. Handshakes run on each
+    /// connection's thread, the first byte within `limits.idle_timeout` and the rest within
+    /// `limits.header_timeout`; the connection then keeps every deadline a plain one has.
+    #[cfg(feature = "ssl-rustls")]
+    pub fn from_listener_with_tls<L: Into<Listener>>(
+        listener: L,
+        tls: Arc<rustls::ServerConfig>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::start(
+            listener.into(),
+            Some(Arc::new(SslContext::new(tls))),
+            limits,
+        )
+    }
+
+    fn start(
+        listener: Listener,
+        ssl: Option<Arc<SslContext>>,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let local_addr = listener.local_addr()?;
+        log::debug!("Server listening on {}", local_addr);
 
         let messages = MessagesQueue::with_capacity(8);
         let shared = Arc::new(Shared {
@@ -551,7 +570,8 @@ fn accept_loop(listener: &Listener, shared: &Arc<Shared>, ssl: Option<Arc<SslCon
                     client,
                 };
                 if let Ok(sock) = taken.recv() {
-                    if let Some(stream) = handshake(thread_ssl.as_deref(), sock) {
+                    let limits = &thread_shared.limits;
+                    if let Some(stream) = handshake(thread_ssl.as_deref(), sock, limits) {
                         client::serve(stream, &thread_shared);
                     }
                 }
@@ -638,24 +658,32 @@ fn answer_no_capacity(mut sock: Connection) {
 }
 
 /// The TLS context connections are served with, when a TLS feature is on.
-#[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+#[cfg(not(feature = "ssl-rustls"))]
 type SslContext = ();
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+#[cfg(feature = "ssl-rustls")]
 type SslContext = crate::ssl::SslContextImpl;
 
 /// backnd-api patch: turns an accepted socket into the stream a connection is served on,
-/// with a TLS handshake when the server has a TLS context (on the connection's own thread).
+/// with a TLS handshake when the server has a TLS context: on the connection's own thread, its
+/// first byte within the idle timeout and the rest within the header timeout, as a request's
+/// head would be (`ssl/rustls.rs`).
 fn handshake(
     ssl: Option<&SslContext>,
     sock: Connection,
+    limits: &Limits,
 ) -> Option<util::refined_tcp_stream::Stream> {
     match ssl {
         None => Some(sock.into()),
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        Some(context) => context.accept(sock).ok().map(Into::into),
+        #[cfg(feature = "ssl-rustls")]
+        Some(context) => context
+            .accept(sock, limits.idle_timeout, limits.header_timeout)
+            .map(Into::into),
         // Without a TLS feature no context can be built (`from_listener` refuses one).
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        Some(()) => None,
+        #[cfg(not(feature = "ssl-rustls"))]
+        Some(()) => {
+            let _ = limits;
+            None
+        }
     }
 }
 

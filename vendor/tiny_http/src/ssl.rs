@@ -1,20 +1,14 @@
-//! Modules providing SSL/TLS implementations. For backwards compatibility, OpenSSL is the default
-//! implementation, but Rustls is highly recommended as a pure Rust alternative.
+//! TLS for the server: rustls only.
 //!
-//! In order to simplify the swappable implementations these SSL/TLS modules adhere to an implicit
-//! trait contract and specific implementations are re-exported as [`SslContextImpl`] and [`SslStream`].
-//! The concrete type of these aliases will depend on which module you enable in `Cargo.toml`.
-
-#[cfg(feature = "ssl-openssl")]
-pub(crate) mod openssl;
-#[cfg(feature = "ssl-openssl")]
-pub(crate) use self::openssl::OpenSslContext as SslContextImpl;
-#[cfg(feature = "ssl-openssl")]
-pub(crate) use self::openssl::SplitOpenSslStream as SslStream;
+//! backnd-api patch: upstream offered OpenSSL or rustls 0.20 behind the same implicit contract,
+//! each stream shared through an `Arc<Mutex<_>>` between a reader and a writer thread, with the
+//! handshake on the accept thread and the socket out of reach of the connection's deadlines.
+//! Now there is one backend, rustls 0.23 (`ssl-rustls`), whose stream is owned by the
+//! connection's thread and keeps the same deadlines as a plain socket (see `ssl/rustls.rs`).
 
 #[cfg(feature = "ssl-rustls")]
 pub(crate) mod rustls;
 #[cfg(feature = "ssl-rustls")]
 pub(crate) use self::rustls::RustlsContext as SslContextImpl;
 #[cfg(feature = "ssl-rustls")]
-pub(crate) use self::rustls::RustlsStream as SslStream;
+pub(crate) use self::rustls::TlsStream as SslStream;

@@ -11,12 +11,12 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use crate::connection::Connection;
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+#[cfg(feature = "ssl-rustls")]
 use crate::ssl::SslStream;
 
 pub(crate) enum Stream {
     Http(Connection),
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+    #[cfg(feature = "ssl-rustls")]
     Https(SslStream),
 }
 
@@ -30,7 +30,7 @@ impl Stream {
     pub(crate) fn secure(&self) -> bool {
         match self {
             Stream::Http(_) => false,
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(_) => true,
         }
     }
@@ -38,7 +38,7 @@ impl Stream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.peer_addr(),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.peer_addr(),
         }
     }
@@ -46,7 +46,7 @@ impl Stream {
     pub(crate) fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.shutdown(how),
         }
     }
@@ -54,21 +54,22 @@ impl Stream {
     /// How long the next read may block. Deadlines for a whole head or body are enforced by
     /// setting this to the time left before each read.
     ///
-    /// The TLS streams do not expose their socket, so on them this does nothing yet.
-    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+    /// On TLS it bounds the whole `read`, however many records and socket waits it takes
+    /// (backnd-api patch: upstream's TLS streams hid their socket, so this did nothing there).
+    pub(crate) fn set_read_timeout(&mut self, timeout: Option<Duration>) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(_) => Ok(()),
+            #[cfg(feature = "ssl-rustls")]
+            Stream::Https(tls_stream) => tls_stream.set_read_timeout(timeout),
         }
     }
 
     /// How long the next write may block; see [`Stream::set_read_timeout`].
-    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> IoResult<()> {
+    pub(crate) fn set_write_timeout(&mut self, timeout: Option<Duration>) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.set_write_timeout(timeout),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-            Stream::Https(_) => Ok(()),
+            #[cfg(feature = "ssl-rustls")]
+            Stream::Https(tls_stream) => tls_stream.set_write_timeout(timeout),
         }
     }
 }
@@ -77,7 +78,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.read(buf),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.read(buf),
         }
     }
@@ -87,7 +88,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.write(buf),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.write(buf),
         }
     }
@@ -95,7 +96,7 @@ impl Write for Stream {
     fn flush(&mut self) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.flush(),
-            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.flush(),
         }
     }
