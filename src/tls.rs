@@ -169,12 +169,96 @@ fn shown(path: &Path) -> String {
 /// The SHA-256 fingerprint of the served (first) certificate, as `openssl x509 -fingerprint
 /// -sha256` prints it, so an operator can tell which certificate is being served.
 fn fingerprint(key: &CertifiedKey) -> String {
-    let Some(leaf) = key.cert.first() else {
-        return String::new();
-    };
-    Sha256::digest(leaf.as_ref())
+    key.cert
+        .first()
+        .map(|leaf| fingerprint_of(leaf))
+        .unwrap_or_default()
+}
+
+fn fingerprint_of(certificate: &[u8]) -> String {
+    Sha256::digest(certificate)
         .iter()
         .map(|byte| format!("{byte:02X}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// A TLS client for `backnd-api healthcheck`, which asks this machine's own server whether it
+/// is serving. It checks that the server holds the key of the certificate it presents (the
+/// handshake's signature), but not who signed that certificate nor the name in it: the server
+/// is asked on loopback by address, where no certificate would name it, and nothing secret is
+/// sent. [`served_fingerprint`] then tells which certificate that was.
+pub(crate) fn healthcheck_client() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// The SHA-256 fingerprint of the certificate a finished handshake was given, and whether it
+/// is the first one in `cert_file` (a different one means the files changed and the server has
+/// not been sent SIGHUP yet).
+pub(crate) fn served_fingerprint(
+    connection: &rustls::ClientConnection,
+    cert_file: &Path,
+) -> Option<(String, bool)> {
+    let served = connection.peer_certificates()?.first()?;
+    let on_disk = read_certificates(cert_file)
+        .ok()
+        .and_then(|chain| chain.into_iter().next());
+    let current = on_disk.is_some_and(|leaf| leaf.as_ref() == served.as_ref());
+    Some((fingerprint_of(served), current))
+}
+
+/// Accepts any certificate, but checks the handshake's signatures with it as usual.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

@@ -1,8 +1,9 @@
 //! `backnd-api healthcheck`: one `GET /health` to the running server, for container
-//! `HEALTHCHECK` lines on images with no curl. Plain HTTP/1.1 over `std::net`, no client crate.
+//! `HEALTHCHECK` lines on images with no curl. HTTP/1.1 over `std::net`, no client crate; over
+//! rustls when the configuration serves HTTPS (`TLS_CERT_FILE`).
 //!
-//! [`probe`] speaks HTTP over any `Read + Write` stream, so HTTPS can be added by wrapping the
-//! TCP stream in a TLS one before handing it over; [`run`] only finds the address and connects.
+//! [`probe`] speaks HTTP over any `Read + Write` stream; [`run`] finds the address, connects,
+//! and wraps the connection in TLS when the server speaks it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -33,7 +34,12 @@ pub(crate) fn run(config: &Config) -> Result<(), Failure> {
     } else {
         format!("{host}:{}", config.port)
     };
-    let url = format!("http://{authority}/health");
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{authority}/health");
     let addresses: Vec<SocketAddr> = (host.as_str(), config.port)
         .to_socket_addrs()
         .map_err(|err| Failure::Failed(format!("unhealthy: cannot resolve {host}: {err}")))?
@@ -49,7 +55,7 @@ pub(crate) fn run(config: &Config) -> Result<(), Failure> {
                     last_error = err.to_string();
                     continue;
                 }
-                return match probe(stream, &authority) {
+                return match ask(config, stream, &address, &authority) {
                     Ok(answer) => {
                         println!("healthy: {url} answered {answer}");
                         Ok(())
@@ -61,6 +67,40 @@ pub(crate) fn run(config: &Config) -> Result<(), Failure> {
         }
     }
     Err(Failure::Failed(format!("unhealthy: {url}: {last_error}")))
+}
+
+/// Asks over plain HTTP, or over TLS when the configuration serves HTTPS.
+fn ask(
+    config: &Config,
+    stream: TcpStream,
+    address: &SocketAddr,
+    authority: &str,
+) -> Result<String, String> {
+    match &config.tls {
+        None => probe(stream, authority),
+        #[cfg(feature = "tls")]
+        Some(files) => {
+            let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
+            let connection = rustls::ClientConnection::new(crate::tls::healthcheck_client(), name)
+                .map_err(|err| format!("cannot start TLS: {err}"))?;
+            let mut tls = rustls::StreamOwned::new(connection, stream);
+            let answer = probe(&mut tls, authority)?;
+            Ok(match crate::tls::served_fingerprint(&tls.conn, &files.cert_file) {
+                Some((fingerprint, true)) => format!("{answer} (certificate SHA-256 {fingerprint})"),
+                Some((fingerprint, false)) => format!(
+                    "{answer} (certificate SHA-256 {fingerprint}, not the one in TLS_CERT_FILE now: \
+                     send the server SIGHUP to serve it)"
+                ),
+                None => answer,
+            })
+        }
+        // The configuration refuses TLS files in a build without HTTPS.
+        #[cfg(not(feature = "tls"))]
+        Some(_) => {
+            let _ = address;
+            Err(crate::server::NO_TLS.to_owned())
+        }
+    }
 }
 
 /// The address to ask when the server listens on `host`: a wildcard (every address) is asked

@@ -780,3 +780,49 @@ fn tls_start_up_refuses_a_missing_or_mismatched_key_or_one_variable_alone() {
         }
     }
 }
+
+/// Runs `backnd-api healthcheck` against `running`'s port with `vars`.
+fn healthcheck(running: &Running, vars: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    Command::new(BIN)
+        .arg("healthcheck")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PORT", running.addr.port().to_string())
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run healthcheck")
+}
+
+#[test]
+fn tls_healthcheck_speaks_https_and_tells_which_certificate_is_served() {
+    let pki = Pki::new();
+    let (first, second) = (pki.issue("first"), pki.issue("second"));
+    let live = pki.make_live(&first);
+    let running = start_tls(&live, &[]);
+    let tls = [
+        ("TLS_CERT_FILE", path(&live.cert)),
+        ("TLS_KEY_FILE", path(&live.key)),
+    ];
+
+    let checked = healthcheck(&running, &tls);
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{said} {checked:?}");
+    let url = format!("healthy: https://127.0.0.1:{}/health", running.addr.port());
+    assert!(said.starts_with(&url), "{said}");
+    assert!(said.contains(&first.fingerprint()), "{said}");
+    assert!(!said.contains("not the one"), "{said}");
+
+    // New files, no SIGHUP yet: still healthy, and it says the server has not taken them.
+    pki.make_live(&second);
+    let checked = healthcheck(&running, &tls);
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{said}");
+    assert!(said.contains(&first.fingerprint()), "{said}");
+    assert!(said.contains("not the one in TLS_CERT_FILE"), "{said}");
+
+    // Plain HTTP to the HTTPS port is no answer: unhealthy, exit 1.
+    let plain = healthcheck(&running, &[]);
+    assert_eq!(plain.status.code(), Some(1), "{plain:?}");
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("unhealthy: http://"));
+}
