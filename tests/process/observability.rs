@@ -187,6 +187,27 @@ fn promtool_finds_nothing_wrong_with_the_metrics() {
     assert!(checked.status.success(), "promtool: {said}\n{text}");
     // Lint findings (names, units, help) are printed even when the exit status is 0.
     assert!(said.trim().is_empty(), "promtool: {said}");
+    // The alerting rules shipped in contrib/ load, and name only series the service exports.
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/backnd-api.rules.yml");
+    let checked = Command::new("promtool")
+        .args(["check", "rules", rules])
+        .output()
+        .expect("run promtool");
+    assert!(
+        checked.status.success(),
+        "promtool check rules: {}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+    let text_rules = std::fs::read_to_string(rules).expect("the rules");
+    let names = text_rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("backnd_api_"));
+    for name in names {
+        assert!(
+            text.contains(&format!("\n{name}{{")) || text.contains(&format!("\n{name} ")),
+            "the rules use {name}, which /metrics does not export"
+        );
+    }
 }
 
 /// A Prometheus server, stopped when dropped.
