@@ -66,8 +66,9 @@ pub enum Command {
         allow_non_empty: bool,
     },
 
-    /// Ask the running server's /health (at HOST and PORT; a wildcard HOST asks loopback):
-    /// exit 0 when it answers 200 {"status":"ok"} within 3 seconds, else 1, saying why
+    /// Ask the running server's /health (at HOST and PORT; a wildcard HOST asks loopback;
+    /// over HTTPS when TLS_CERT_FILE is set): exit 0 when it answers 200 {"status":"ok"}
+    /// within 3 seconds, else 1, saying why
     #[command(after_help = EXIT_CODES_HELP)]
     Healthcheck,
 
