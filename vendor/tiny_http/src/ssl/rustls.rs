@@ -289,7 +289,7 @@ impl RustlsContext {
 
 impl From<TlsStream> for RefinedStream {
     fn from(stream: TlsStream) -> Self {
-        Self::Https(stream)
+        Self::Https(Box::new(stream))
     }
 }
 

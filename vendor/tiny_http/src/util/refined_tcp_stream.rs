@@ -16,8 +16,10 @@ use crate::ssl::SslStream;
 
 pub(crate) enum Stream {
     Http(Connection),
+    /// Boxed (backnd-api patch): a rustls connection is over a kilobyte, and inline it made
+    /// every plain connection's stream that large too, on each connection thread's stack.
     #[cfg(feature = "ssl-rustls")]
-    Https(SslStream),
+    Https(Box<SslStream>),
 }
 
 impl From<Connection> for Stream {
@@ -99,5 +101,16 @@ impl Write for Stream {
             #[cfg(feature = "ssl-rustls")]
             Stream::Https(ssl_stream) => ssl_stream.flush(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection thread holds a `Stream` and moves it between frames: it must stay the
+    /// size of a socket handle, not of a TLS session, whichever the connection speaks.
+    #[test]
+    fn a_stream_is_small_whatever_it_speaks() {
+        let size = std::mem::size_of::<super::Stream>();
+        assert!(size <= 64, "Stream is {} bytes", size);
     }
 }
