@@ -675,9 +675,7 @@ fn handshake(
     match ssl {
         None => Some(sock.into()),
         #[cfg(feature = "ssl-rustls")]
-        Some(context) => context
-            .accept(sock, limits.idle_timeout, limits.header_timeout)
-            .map(Into::into),
+        Some(context) => context.accept(sock, limits.idle_timeout, limits.header_timeout),
         // Without a TLS feature no context can be built (`from_listener` refuses one).
         #[cfg(not(feature = "ssl-rustls"))]
         Some(()) => {

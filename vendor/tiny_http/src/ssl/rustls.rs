@@ -62,12 +62,16 @@ impl TlsStream {
         }
     }
 
+    // backnd-api patch: not inlined into the stream's dispatch (see `refined_tcp_stream.rs`).
+    #[inline(never)]
     pub(crate) fn peer_addr(&mut self) -> io::Result<Option<SocketAddr>> {
         self.sock.peer_addr()
     }
 
     /// Shuts the socket; shutting the write half says `close_notify` first, so that the
     /// client can tell the end of the answer from a truncation.
+    // backnd-api patch: not inlined into the stream's dispatch (see `refined_tcp_stream.rs`).
+    #[inline(never)]
     pub(crate) fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         if how != Shutdown::Read {
             self.conn.send_close_notify();
@@ -77,12 +81,16 @@ impl TlsStream {
     }
 
     /// How long the next `read` may block in all (see `refined_tcp_stream::Stream`).
+    // backnd-api patch: not inlined into the stream's dispatch (see `refined_tcp_stream.rs`).
+    #[inline(never)]
     pub(crate) fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.read_timeout = timeout;
         self.sock_read(timeout)
     }
 
     /// How long the next `write` may block in all.
+    // backnd-api patch: not inlined into the stream's dispatch (see `refined_tcp_stream.rs`).
+    #[inline(never)]
     pub(crate) fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.write_timeout = timeout;
         self.sock_write(timeout)
@@ -207,6 +215,8 @@ fn left_of(start: Instant, budget: Option<Duration>) -> io::Result<Option<Durati
 }
 
 impl Read for TlsStream {
+    // backnd-api patch: not inlined into the stream's dispatch (see `refined_tcp_stream.rs`).
+    #[inline(never)]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let start = Instant::now();
         loop {
@@ -227,6 +237,8 @@ impl Read for TlsStream {
 }
 
 impl Write for TlsStream {
+    // backnd-api patch: not inlined into the stream's dispatch (see `refined_tcp_stream.rs`).
+    #[inline(never)]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let start = Instant::now();
         // Records still pending go first, so rustls never buffers more than one call's worth.
@@ -236,6 +248,8 @@ impl Write for TlsStream {
         Ok(written)
     }
 
+    // backnd-api patch: not inlined into the stream's dispatch (see `refined_tcp_stream.rs`).
+    #[inline(never)]
     fn flush(&mut self) -> io::Result<()> {
         self.write_tls_within(Instant::now(), self.write_timeout)
     }
@@ -276,20 +290,19 @@ impl RustlsContext {
     }
 
     /// Handshakes on `sock` under the connection's deadlines (see the module's doc).
+    // backnd-api patch: not inlined into the stream's dispatch (see `refined_tcp_stream.rs`).
+    #[inline(never)]
     pub(crate) fn accept(
         &self,
         sock: Connection,
         idle: Duration,
         handshake: Duration,
-    ) -> Option<TlsStream> {
+    ) -> Option<RefinedStream> {
         let conn = ServerConnection::new(self.0.clone()).ok()?;
-        TlsStream::new(conn, sock).handshake(idle, handshake)
-    }
-}
-
-impl From<TlsStream> for RefinedStream {
-    fn from(stream: TlsStream) -> Self {
-        Self::Https(Box::new(stream))
+        // Boxed here, so that no caller's frame holds a whole TLS session.
+        TlsStream::new(conn, sock)
+            .handshake(idle, handshake)
+            .map(|stream| RefinedStream::Https(Box::new(stream)))
     }
 }
 
