@@ -1012,22 +1012,31 @@ fn log_format(value: &str) -> Result<LogFormat, String> {
 /// `host:port` with a port, as `METRICS_ADDR` takes it (an IPv6 address in brackets). The name
 /// is resolved when the server binds it, like `HOST`.
 fn metrics_addr(value: &str) -> Result<String, String> {
-    let refusal = || {
-        format!(
-            "{} is not host:port (such as 127.0.0.1:9100 or [::1]:9100)",
-            quote(value)
-        )
-    };
-    let (host, port_text) = value.rsplit_once(':').ok_or_else(refusal)?;
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
-    let host_ok = match bare {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-        None => !host.is_empty() && !host.contains(':') && self::host(host).is_ok(),
-    };
-    if !host_ok || port_text.parse::<u16>().is_err() {
-        return Err(refusal());
+    split_host_port(value)
+        .map(|_| value.to_owned())
+        .ok_or_else(|| {
+            format!(
+                "{} is not host:port (such as 127.0.0.1:9100 or [::1]:9100)",
+                quote(value)
+            )
+        })
+}
+
+/// The host (brackets taken off an IPv6 address) and port of `host:port`, or `None` when it is
+/// not one: the one reading of `METRICS_ADDR`, for its check and for binding it.
+pub(crate) fn split_host_port(value: &str) -> Option<(&str, u16)> {
+    let (host, port) = value.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok()
+            .then_some((v6, port)),
+        None if !host.is_empty() && !host.contains(':') && self::host(host).is_ok() => {
+            Some((host, port))
+        }
+        None => None,
     }
-    Ok(value.to_owned())
 }
 
 fn port(value: &str) -> Result<u16, String> {

@@ -391,11 +391,8 @@ fn bind_metrics(
     address: &str,
     api: &tiny_http::Limits,
 ) -> std::result::Result<(tiny_http::Server, SocketAddr), StartError> {
-    let (host, port) = address
-        .rsplit_once(':')
-        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
-        .ok_or_else(|| StartError::Other(format!("METRICS_ADDR {address:?} has no port")))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let (host, port) = crate::config::split_host_port(address)
+        .ok_or_else(|| StartError::Other(format!("METRICS_ADDR {address:?} is not host:port")))?;
     let limits = tiny_http::Limits {
         max_connections: METRICS_CONNECTIONS,
         max_connections_per_client: METRICS_CONNECTIONS / 2,

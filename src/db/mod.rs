@@ -448,6 +448,16 @@ impl std::ops::Deref for Db {
     }
 }
 
+/// Either backend's r2d2 pool at this moment, as [`Store::pool_gauges`] reports it.
+pub(crate) fn gauges_of<M: r2d2::ManageConnection>(pool: &r2d2::Pool<M>) -> PoolGauges {
+    let state = pool.state();
+    PoolGauges {
+        open: state.connections,
+        idle: state.idle_connections,
+        max: pool.max_size(),
+    }
+}
+
 /// What r2d2 tells about checkouts, counted into the pool's [`PoolStats`].
 #[derive(Debug, Default)]
 pub(crate) struct PoolEvents(Arc<PoolStats>);

@@ -313,12 +313,7 @@ impl Store for SqliteDb {
     }
 
     fn pool_gauges(&self) -> PoolGauges {
-        let state = self.pool.state();
-        PoolGauges {
-            open: state.connections,
-            idle: state.idle_connections,
-            max: self.pool.max_size(),
-        }
+        super::gauges_of(&self.pool)
     }
 
     /// Finds the user whose email is `email` under [`email_key`]: the key's holder, or else
